@@ -1,0 +1,143 @@
+"""The ``predictnas`` command line: thin click commands over the library.
+
+Every user error is one line on stderr, ``error: ...``, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import __version__
+from .complexity import param_counts, param_range
+from .errors import PredictnasError
+from .io import read_json
+from .space import BLOCK_FIELDS, DEFAULT_SPACE, GLOBAL_FIELDS, SPACES, Arch, SearchSpace, get_space
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PredictnasError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="predictnas")
+def main() -> None:
+    """Hardware-aware neural architecture search for on-device speech recognition."""
+
+
+space_option = click.option("--space", "space_name", default=DEFAULT_SPACE.name, show_default=True,
+                            type=click.Choice(sorted(SPACES)), help="Registered search space.")
+
+
+@main.command("space")
+@click.option("--info", is_flag=True, help="Describe every dimension, the space size and the parameter range (default).")
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@click.option("--sample", type=click.IntRange(min=1), metavar="N", help="Print N random architectures, one JSON per line.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample.")
+@click.option("--check", "check_path", type=click.Path(dir_okay=False, path_type=Path), metavar="ARCH.json",
+              help="Validate an architecture file and print its id and size.")
+@space_option
+def space_command(info: bool, as_json: bool, sample: int | None, seed: int, check_path: Path | None,
+                  space_name: str) -> None:
+    """Describe the search space, sample architectures from it, or check one."""
+    space = get_space(space_name)
+    if check_path is not None:
+        arch = load_arch(check_path, space)
+        click.echo(f"{check_path}: valid; arch_id {arch.arch_id}, depth {arch.depth}, width {arch.width}, "
+                   f"{_params_of(space, arch):,} parameters")
+    elif sample:
+        for genes in space.sample(sample, np.random.default_rng(seed)):
+            click.echo(space.decode(genes).to_json())
+    else:
+        summary = describe(space)
+        click.echo(json.dumps(summary, indent=2) if as_json else _format_summary(summary))
+
+
+@main.command("export")
+@click.argument("arch_path", metavar="ARCH.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the .onnx file.")
+@click.option("--supernet", "supernet_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Trained supernet whose weights the subnet inherits.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights (no --supernet).")
+@click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True)
+@space_option
+def export_command(arch_path: Path, out_path: Path, supernet_path: Path | None, seed: int, exporter: str,
+                   space_name: str) -> None:
+    """Extract ARCH.json as a standalone model and export it to ONNX, checked against PyTorch."""
+    import torch
+
+    from .supernet import Supernet, load_supernet
+    from .supernet.export import OPSET, check_onnx, compare_with_torch, export_onnx
+
+    if supernet_path is not None:
+        supernet = load_supernet(supernet_path)
+        space = SearchSpace(supernet.space)
+    else:
+        space = get_space(space_name)
+        click.echo(f"note: no --supernet given: weights are randomly initialised (seed {seed}); "
+                   "fine for latency, meaningless for accuracy", err=True)
+        torch.manual_seed(seed)
+        supernet = Supernet(space.config)
+    arch = load_arch(arch_path, space)
+    subnet = supernet.eval().extract(arch)
+    export_onnx(subnet, out_path, exporter=exporter)
+    check_onnx(out_path)
+    parity = compare_with_torch(subnet, out_path)
+    size_mb = out_path.stat().st_size / 1e6
+    click.echo(f"wrote {out_path} (arch {arch.arch_id}, {_params_of(space, arch):,} parameters, {size_mb:.1f} MB, "
+               f"opset {OPSET}, dynamic frames)")
+    click.echo(f"onnx.checker: ok; ONNX Runtime vs PyTorch: max abs diff {parity.max_abs_diff:.2e} "
+               f"at {', '.join(map(str, parity.frames))} input frames")
+
+
+def load_arch(path: Path, space: SearchSpace) -> Arch:
+    """Read and check an ARCH.json (a bare architecture or a ``top.json`` entry)."""
+    return space.from_json(read_json(path), source=str(path))
+
+
+def describe(space: SearchSpace) -> dict:
+    c = space.config
+    low, high = param_range(space)
+    return {
+        "space": c.name,
+        "dimensions": {
+            **{name: {"scope": "global", "choices": list(ch)} for name, ch in zip(GLOBAL_FIELDS, space.global_choices)},
+            **{name: {"scope": "per block", "choices": list(ch)} for name, ch in zip(BLOCK_FIELDS, space.block_choices)},
+        },
+        "fixed": {"n_mels": c.n_mels, "vocab_size": c.vocab_size, "n_intents": c.n_intents,
+                  "head_dim": c.head_dim, "group_size": c.group_size, "frontend_subsampling": 4},
+        "genes": space.n_genes,
+        "architectures_log10": round(space.size_log10(), 2),
+        "params": {"min": low, "max": high},
+    }
+
+
+def _format_summary(s: dict) -> str:
+    lines = [f"search space {s['space']}: 10^{s['architectures_log10']:.2f} architectures, "
+             f"{s['genes']} genes, {s['params']['min']:,} to {s['params']['max']:,} parameters", ""]
+    for name, dim in s["dimensions"].items():
+        choices = ", ".join("none" if v is None else str(v) for v in dim["choices"])
+        lines.append(f"  {name:<18} {dim['scope']:<10} {choices}")
+    lines.append("")
+    lines.append("  fixed: " + ", ".join(f"{k}={v}" for k, v in s["fixed"].items()))
+    lines.append("  conv_kernel, dilation and conv_placement apply only where conv_kind is not none; "
+                 "downsample_after must be below the depth.")
+    return "\n".join(lines)
+
+
+def _params_of(space: SearchSpace, arch: Arch) -> int:
+    return int(param_counts(space, space.encode(arch)[None])[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

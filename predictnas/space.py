@@ -1,0 +1,452 @@
+"""The search space: architectures as frozen dataclasses, canonical JSON and fixed-length gene vectors.
+
+An :class:`Arch` fully defines one speech model of the space (with the :class:`SpaceConfig` that fixes
+the input features and task heads). The same architecture has three equal forms:
+
+* the frozen dataclass ``Arch`` (hashable, used by the model code),
+* its canonical JSON (sorted keys, ``arch_id`` is a hash of it),
+* a fixed-length ``int8`` gene vector of choice indices, used by the vectorized operators.
+
+Gene layout: six global genes, then six genes for each of ``max_depth`` block slots::
+
+    frontend_kernel frontend_kind width depth connectivity downsample_after | heads ffn_dim conv_kind
+    conv_kernel dilation conv_placement | ... (one group per block slot)
+
+A gene row is *canonical* when every gene that has no meaning is 0: block slots at or beyond the
+depth, and the kernel, dilation and placement of a block whose conv kind is ``none``. Only canonical
+rows are valid, so one architecture has exactly one gene row and duplicates can be found by row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from .errors import InvalidArchitecture
+
+GLOBAL_FIELDS = ("frontend_kernel", "frontend_kind", "width", "depth", "connectivity", "downsample_after")
+BLOCK_FIELDS = ("heads", "ffn_dim", "conv_kind", "conv_kernel", "dilation", "conv_placement")
+CONV_FIELDS = ("conv_kernel", "dilation", "conv_placement")  # meaningless when conv_kind is "none"
+NO_CONV = "none"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One encoder block: attention, an optional convolution module and a feed-forward module."""
+
+    heads: int
+    ffn_dim: int
+    conv_kind: str  # "dwsep" (depthwise-separable), "grouped" or "none"
+    conv_kernel: int | None = None
+    dilation: int | None = None
+    conv_placement: str | None = None  # "before" / "after" attention, or "parallel" to it
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One architecture of the space. Depth is ``len(blocks)``.
+
+    ``downsample_after=j`` halves the frame rate after block ``j`` (1-based) and restores it before the
+    heads; ``None`` keeps the front-end's rate throughout.
+    """
+
+    frontend_kernel: int
+    frontend_kind: str  # "full" or "dwsep"
+    width: int
+    connectivity: str  # "linear" or "dense"
+    downsample_after: int | None
+    blocks: tuple[Block, ...]
+
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["blocks"] = [asdict(b) for b in self.blocks]
+        return d
+
+    def to_json(self) -> str:
+        """Canonical JSON: sorted keys, no whitespace. Equal architectures give equal strings."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def arch_id(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """The choices of every searchable dimension, and the fixed input and output sizes of the models."""
+
+    name: str = "speech-v1"
+    n_mels: int = 80
+    vocab_size: int = 29  # CTC blank + space + apostrophe + a-z
+    n_intents: int = 24
+    head_dim: int = 24  # attention heads are sliced whole: inner dim = heads * head_dim
+    group_size: int = 16  # channels per group of the grouped conv
+    frontend_kernels: tuple[int, ...] = (3, 5, 7)
+    frontend_kinds: tuple[str, ...] = ("full", "dwsep")
+    widths: tuple[int, ...] = (96, 128, 160, 192)
+    depths: tuple[int, ...] = tuple(range(2, 13))
+    connectivities: tuple[str, ...] = ("linear", "dense")
+    heads: tuple[int, ...] = (1, 2, 4, 8)
+    ffn_dims: tuple[int, ...] = (128, 256, 384, 512, 768)
+    conv_kinds: tuple[str, ...] = ("dwsep", "grouped", NO_CONV)
+    conv_kernels: tuple[int, ...] = (3, 7, 15, 31)
+    dilations: tuple[int, ...] = (1, 2, 4)
+    conv_placements: tuple[str, ...] = ("before", "after", "parallel")
+
+    def __post_init__(self) -> None:
+        if any(w % self.group_size for w in self.widths):
+            raise ValueError(f"every width must be a multiple of group_size={self.group_size}")
+        if any(k % 2 == 0 for k in self.frontend_kernels + self.conv_kernels):
+            raise ValueError("kernel sizes must be odd (same-length padding)")
+        if NO_CONV not in self.conv_kinds or min(self.depths) < 1:
+            raise ValueError(f"conv_kinds must include {NO_CONV!r} and depths must be >= 1")
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depths)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SpaceConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+SPACES: dict[str, SpaceConfig] = {}
+
+
+def register_space(config: SpaceConfig) -> SpaceConfig:
+    SPACES[config.name] = config
+    return config
+
+
+DEFAULT_SPACE = register_space(SpaceConfig())
+
+
+def get_space(name: str = DEFAULT_SPACE.name) -> "SearchSpace":
+    if name not in SPACES:
+        raise InvalidArchitecture(f"unknown search space {name!r}; known: {', '.join(sorted(SPACES))}")
+    return SearchSpace(SPACES[name])
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Choice *values* of a gene matrix, one array per dimension (block arrays are ``(n, max_depth)``).
+
+    Inactive block slots hold the values of choice 0; ``active`` says which slots are real blocks.
+    """
+
+    frontend_kernel: np.ndarray
+    frontend_dwsep: np.ndarray
+    width: np.ndarray
+    depth: np.ndarray
+    dense: np.ndarray
+    downsample_after: np.ndarray  # 0 = none
+    heads: np.ndarray
+    ffn_dim: np.ndarray
+    conv_kind: np.ndarray  # index into SpaceConfig.conv_kinds
+    conv_kernel: np.ndarray
+    dilation: np.ndarray
+    conv_placement: np.ndarray  # index into SpaceConfig.conv_placements
+    active: np.ndarray = field(repr=False)
+
+
+class SearchSpace:
+    """Converts between the three forms of an architecture and runs vectorized operators on gene matrices.
+
+    Contract: every method that returns genes returns canonical rows (see the module docstring);
+    ``validate`` accepts exactly those rows; ``decode(encode(a)) == a`` for every valid ``a``.
+    """
+
+    def __init__(self, config: SpaceConfig = DEFAULT_SPACE):
+        self.config = c = config
+        self.global_choices: tuple[tuple, ...] = (
+            c.frontend_kernels, c.frontend_kinds, c.widths, c.depths, c.connectivities,
+            (None,) + tuple(range(1, c.max_depth)),
+        )
+        self.block_choices: tuple[tuple, ...] = (
+            c.heads, c.ffn_dims, c.conv_kinds, c.conv_kernels, c.dilations, c.conv_placements,
+        )
+        self.n_global, self.n_block = len(GLOBAL_FIELDS), len(BLOCK_FIELDS)
+        self.n_genes = self.n_global + self.n_block * c.max_depth
+        self.gene_names = list(GLOBAL_FIELDS) + [
+            f"blocks[{b}].{f}" for b in range(c.max_depth) for f in BLOCK_FIELDS
+        ]
+        highs = [len(ch) for ch in self.global_choices] + [len(ch) for ch in self.block_choices] * c.max_depth
+        self.highs = np.array(highs, dtype=np.int16)
+        self._depth_values = np.array(c.depths, dtype=np.int16)
+        self._none_index = c.conv_kinds.index(NO_CONV)
+        self._slots = np.arange(c.max_depth, dtype=np.int16)
+        self._key_multipliers = np.random.default_rng(0x5EED).integers(
+            1, 2**63, size=self.n_genes, dtype=np.uint64) | np.uint64(1)
+
+    # ---- single architectures: dataclass <-> genes <-> JSON -------------------------------------
+
+    def check(self, arch: Arch) -> Arch:
+        """Return ``arch`` if it belongs to the space, else raise naming the offending field."""
+        c = self.config
+        _check_choice("frontend_kernel", arch.frontend_kernel, c.frontend_kernels)
+        _check_choice("frontend_kind", arch.frontend_kind, c.frontend_kinds)
+        _check_choice("width", arch.width, c.widths)
+        _check_choice("connectivity", arch.connectivity, c.connectivities)
+        _check_choice("depth", arch.depth, c.depths)
+        if arch.downsample_after is not None:
+            _check_choice("downsample_after", arch.downsample_after, self.global_choices[5][1:])
+            if arch.downsample_after >= arch.depth:
+                raise InvalidArchitecture(
+                    f"downsample_after: {arch.downsample_after} must be less than the depth "
+                    f"({arch.depth}); use null for no downsampling")
+        for i, b in enumerate(arch.blocks):
+            for name, choices in zip(BLOCK_FIELDS[:3], self.block_choices[:3]):
+                _check_choice(f"blocks[{i}].{name}", getattr(b, name), choices)
+            for name, choices in zip(CONV_FIELDS, self.block_choices[3:]):
+                value = getattr(b, name)
+                if b.conv_kind == NO_CONV:
+                    if value is not None:
+                        raise InvalidArchitecture(
+                            f"blocks[{i}].{name}: must be null when conv_kind is 'none' (got {value!r})")
+                else:
+                    _check_choice(f"blocks[{i}].{name}", value, choices)
+        return arch
+
+    def encode(self, arch: Arch) -> np.ndarray:
+        """The canonical gene vector of a valid architecture."""
+        self.check(arch)
+        genes = np.zeros(self.n_genes, dtype=np.int8)
+        values = (arch.frontend_kernel, arch.frontend_kind, arch.width, arch.depth, arch.connectivity,
+                  arch.downsample_after)
+        for i, (value, choices) in enumerate(zip(values, self.global_choices)):
+            genes[i] = choices.index(value)
+        for b, block in enumerate(arch.blocks):
+            base = self.n_global + b * self.n_block
+            for j, (name, choices) in enumerate(zip(BLOCK_FIELDS, self.block_choices)):
+                value = getattr(block, name)
+                genes[base + j] = 0 if value is None else choices.index(value)
+        return genes
+
+    def decode(self, genes: np.ndarray) -> Arch:
+        """The architecture of one gene row; a non-canonical or out-of-range row raises."""
+        genes = np.asarray(genes)
+        problem = self.explain(genes)
+        if problem:
+            raise InvalidArchitecture(problem)
+        g = [int(x) for x in genes]
+        fk, fkind, width, depth, conn, ds = (ch[i] for ch, i in zip(self.global_choices, g))
+        blocks = []
+        for b in range(depth):
+            values = dict(zip(BLOCK_FIELDS, (ch[i] for ch, i in zip(
+                self.block_choices, g[self.n_global + b * self.n_block:][: self.n_block]))))
+            if values["conv_kind"] == NO_CONV:
+                values.update(dict.fromkeys(CONV_FIELDS))
+            blocks.append(Block(**values))
+        return Arch(fk, fkind, width, conn, ds, tuple(blocks))
+
+    def explain(self, genes: np.ndarray) -> str | None:
+        """Why one gene row is invalid (naming the gene), or ``None`` if it is valid."""
+        genes = np.asarray(genes)
+        if genes.shape != (self.n_genes,):
+            return f"gene vector: expected {self.n_genes} genes, got shape {tuple(genes.shape)}"
+        for name, value, high in zip(self.gene_names, genes, self.highs):
+            if not 0 <= value < high:
+                return f"{name}: gene {int(value)} is outside 0..{int(high) - 1}"
+        depth = int(self._depth_values[genes[3]])
+        if genes[5] >= depth:
+            return f"downsample_after: {int(genes[5])} must be less than the depth ({depth})"
+        meaningful = self.meaningful(genes[None])[0]
+        for name, value, used in zip(self.gene_names, genes, meaningful):
+            if value and not used:
+                return f"{name}: gene {int(value)} has no meaning here (block beyond the depth, or no conv) and must be 0"
+        return None
+
+    def from_json(self, text: str | dict, source: str = "architecture") -> Arch:
+        """Parse and check an architecture from JSON text (or an already-parsed dict).
+
+        Also accepts a bundle entry ``{"arch": {...}, ...}`` such as the entries of ``top.json``.
+        """
+        if isinstance(text, str):
+            try:
+                text = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise InvalidArchitecture(f"{source}: not valid JSON ({e})") from None
+        data = text
+        if isinstance(data, dict) and isinstance(data.get("arch"), dict):
+            data = data["arch"]
+        if not isinstance(data, dict):
+            raise InvalidArchitecture(f"{source}: expected a JSON object, got {type(data).__name__}")
+        arch_fields = ("frontend_kernel", "frontend_kind", "width", "connectivity", "downsample_after", "blocks")
+        _check_keys("", data, required=arch_fields, optional=())
+        blocks_data = data["blocks"]
+        if not isinstance(blocks_data, list):
+            raise InvalidArchitecture(f"blocks: expected a list, got {type(blocks_data).__name__}")
+        blocks = []
+        for i, bd in enumerate(blocks_data):
+            if not isinstance(bd, dict):
+                raise InvalidArchitecture(f"blocks[{i}]: expected an object, got {type(bd).__name__}")
+            _check_keys(f"blocks[{i}].", bd, required=BLOCK_FIELDS[:3], optional=CONV_FIELDS)
+            values = {k: _typed(f"blocks[{i}].{k}", bd.get(k), str if k in ("conv_kind", "conv_placement") else int,
+                                nullable=k in CONV_FIELDS) for k in BLOCK_FIELDS}
+            blocks.append(Block(**values))
+        arch = Arch(
+            frontend_kernel=_typed("frontend_kernel", data["frontend_kernel"], int),
+            frontend_kind=_typed("frontend_kind", data["frontend_kind"], str),
+            width=_typed("width", data["width"], int),
+            connectivity=_typed("connectivity", data["connectivity"], str),
+            downsample_after=_typed("downsample_after", data["downsample_after"], int, nullable=True),
+            blocks=tuple(blocks),
+        )
+        return self.check(arch)
+
+    # ---- gene matrices: vectorized operators -----------------------------------------------------
+
+    def depth_of(self, genes: np.ndarray) -> np.ndarray:
+        return self._depth_values.take(genes[:, 3], mode="clip")
+
+    def meaningful(self, genes: np.ndarray) -> np.ndarray:
+        """Boolean ``(n, n_genes)``: which genes carry meaning (active slots; conv genes of conv blocks)."""
+        n, d = len(genes), self.config.max_depth
+        active = self._slots[None, :] < self.depth_of(genes)[:, None]
+        has_conv = genes[:, self.n_global + 2::self.n_block] != self._none_index
+        per_block = np.repeat(active[:, :, None], self.n_block, axis=2)
+        per_block[:, :, 3:] &= has_conv[:, :, None]
+        return np.concatenate([np.ones((n, self.n_global), bool), per_block.reshape(n, d * self.n_block)], axis=1)
+
+    def validate(self, genes: np.ndarray) -> np.ndarray:
+        """Boolean mask of the rows that are valid, canonical architectures."""
+        genes = np.asarray(genes)
+        ok = ((genes >= 0) & (genes < self.highs)).all(axis=1)
+        ok &= genes[:, 5] < self.depth_of(genes)
+        ok &= ~((genes != 0) & ~self.meaningful(genes)).any(axis=1)
+        return ok
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` random canonical rows: every gene uniform over its choices, downsampling uniform below depth."""
+        u = rng.random((n, self.n_genes), dtype=np.float32)
+        genes = (u * self.highs.astype(np.float32)).astype(np.int8)
+        genes[:, 5] = (u[:, 5] * self.depth_of(genes)).astype(np.int8)
+        return self._canonical(genes)
+
+    def mutate(self, genes: np.ndarray, rng: np.random.Generator, rate: float = 0.1) -> np.ndarray:
+        """Resample each gene with probability ``rate``; genes that gain meaning are drawn fresh."""
+        fresh = self.sample(len(genes), rng)
+        child = np.where(rng.random(genes.shape, dtype=np.float32) < rate, fresh, genes)
+        return self._repair(child, self.meaningful(genes), fresh)
+
+    def crossover(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Uniform crossover of global genes and of whole blocks (a block is inherited intact)."""
+        n, d = a.shape[0], self.config.max_depth
+        pick_global = rng.random((n, self.n_global)) < 0.5
+        pick_block = np.repeat(rng.random((n, d)) < 0.5, self.n_block, axis=1)
+        from_a = np.concatenate([pick_global, pick_block], axis=1)
+        child = np.where(from_a, a, b)
+        meant_a, meant_b = self.meaningful(a), self.meaningful(b)
+        # A gene that means nothing in the parent it came from may mean something in the other one.
+        borrow = self.meaningful(child) & ~np.where(from_a, meant_a, meant_b) & np.where(from_a, meant_b, meant_a)
+        child = np.where(borrow, np.where(from_a, b, a), child)
+        source_meant = np.where(from_a, meant_a, meant_b) | borrow
+        return self._repair(child, source_meant, self.sample(n, rng))
+
+    def row_keys(self, genes: np.ndarray) -> np.ndarray:
+        """A 64-bit hash per row (equal rows, equal keys), for dedup and lookups."""
+        return (genes.astype(np.uint64) * self._key_multipliers).sum(axis=1, dtype=np.uint64)
+
+    def decode_values(self, genes: np.ndarray) -> Decoded:
+        """Choice values of every gene, as arrays, for closed-form costs and estimators."""
+        c, g = self.config, np.asarray(genes)
+        blocks = g[:, self.n_global:].reshape(len(g), c.max_depth, self.n_block)
+        lut = lambda choices: np.asarray(choices, dtype=np.int32)  # noqa: E731
+        depth = self.depth_of(g).astype(np.int32)
+        return Decoded(
+            frontend_kernel=lut(c.frontend_kernels)[g[:, 0]],
+            frontend_dwsep=g[:, 1] == c.frontend_kinds.index("dwsep"),
+            width=lut(c.widths)[g[:, 2]],
+            depth=depth,
+            dense=g[:, 4] == c.connectivities.index("dense"),
+            downsample_after=g[:, 5].astype(np.int32),
+            heads=lut(c.heads)[blocks[..., 0]],
+            ffn_dim=lut(c.ffn_dims)[blocks[..., 1]],
+            conv_kind=blocks[..., 2].astype(np.int32),
+            conv_kernel=lut(c.conv_kernels)[blocks[..., 3]],
+            dilation=lut(c.dilations)[blocks[..., 4]],
+            conv_placement=blocks[..., 5].astype(np.int32),
+            active=self._slots[None, :] < depth[:, None],
+        )
+
+    def size_log10(self) -> float:
+        """log10 of the number of distinct valid architectures."""
+        c = self.config
+        conv_variants = (len(c.conv_kinds) - 1) * len(c.conv_kernels) * len(c.dilations) * len(c.conv_placements)
+        per_block = len(c.heads) * len(c.ffn_dims) * (conv_variants + 1)
+        prefix = len(c.frontend_kernels) * len(c.frontend_kinds) * len(c.widths) * len(c.connectivities)
+        # depth d allows d downsampling choices: none, or after blocks 1..d-1
+        total = sum(d * per_block ** d for d in c.depths) * prefix
+        return math.log10(total)
+
+    def covering(self) -> list[Arch]:
+        """A few architectures that together use every choice of every dimension (for parity tests)."""
+        c = self.config
+        n = max(len(c.depths), c.max_depth)  # every depth, and every downsampling position
+        archs = []
+        for i in range(n):
+            depth = c.depths[i] if i < len(c.depths) else c.max_depth
+            ds = (i + 1) if i + 1 < depth else None
+            if i == n - 1:
+                depth, ds = c.max_depth, None
+            genes = np.zeros(self.n_genes, dtype=np.int8)
+            for j, choices in enumerate(self.global_choices[:5]):
+                genes[j] = i % len(choices)
+            genes[3], genes[5] = c.depths.index(depth), ds or 0
+            for b in range(depth):
+                for j, choices in enumerate(self.block_choices):
+                    genes[self.n_global + b * self.n_block + j] = (i + b * (j + 1)) % len(choices)
+            archs.append(self.decode(self._canonical(genes[None])[0]))
+        return archs
+
+    # ---- internals --------------------------------------------------------------------------------
+
+    def _canonical(self, genes: np.ndarray) -> np.ndarray:
+        genes[~self.meaningful(genes)] = 0
+        return genes
+
+    def _repair(self, child: np.ndarray, source_meant: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+        """Fill genes that gained meaning from ``fresh``, fix downsampling beyond depth, canonicalize."""
+        child = np.where(self.meaningful(child) & ~source_meant, fresh, child)
+        depth = self.depth_of(child)
+        too_deep = child[:, 5] >= depth
+        child[too_deep, 5] = fresh[too_deep, 5] % depth[too_deep]
+        return self._canonical(child)
+
+
+def _check_choice(name: str, value: Any, choices: Iterable) -> None:
+    choices = tuple(choices)
+    if value not in choices or isinstance(value, bool):
+        shown = ", ".join(repr(c) if isinstance(c, str) else str(c) for c in choices)
+        raise InvalidArchitecture(f"{name}: {value!r} is not one of {shown}")
+
+
+def _check_keys(prefix: str, data: dict, required: Iterable[str], optional: Iterable[str]) -> None:
+    required, allowed = tuple(required), set(required) | set(optional)
+    for key in data:
+        if key not in allowed:
+            raise InvalidArchitecture(f"{prefix}{key}: unknown field (expected {', '.join(sorted(allowed))})")
+    for key in required:
+        if key not in data:
+            raise InvalidArchitecture(f"{prefix}{key}: missing")
+
+
+def _typed(name: str, value: Any, kind: type, nullable: bool = False) -> Any:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InvalidArchitecture(f"{name}: expected {'an integer' if kind is int else 'a string'}"
+                                  f"{' or null' if nullable else ''}, got {json.dumps(value)}")
+    return value

@@ -1,0 +1,144 @@
+"""The once-for-all supernet: one set of shared weights serving every architecture of the space.
+
+Every parameter of every :class:`Subnet` is a slice of one shared tensor of the largest shape:
+
+* widths, heads (whole heads of ``head_dim``), FFN dims, skip weights: the leading rows and columns;
+* conv kernels: the centre of the largest kernel, passed through a learned per-layer transform for each
+  smaller size (once-for-all's elastic kernel), so small kernels are not forced to equal the centre;
+* dilation: the same weights, spread out; conv kinds: depthwise and grouped weights are separate tensors;
+* placement, dense connections and downsampling select which layers run, not how they are shaped.
+
+``forward(features, arch)`` runs the ``Subnet`` code itself on those slices, so a subnet extracted with
+:meth:`Supernet.extract` computes exactly what the supernet computes for that architecture.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import OrderedDict
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ..errors import PredictnasError
+from ..io import atomic_path
+from ..space import Arch, Block, SpaceConfig
+from .subnet import Subnet, SubnetOutput
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "/")  # parameter names may not contain dots
+
+
+def _kernel_choices(name: str, space: SpaceConfig) -> tuple[int, ...]:
+    """Kernel sizes a 3-D conv weight can take (the front-end and conv-module kernels are elastic)."""
+    if name.startswith("frontend."):
+        return space.frontend_kernels
+    if ".conv.depthwise." in name or ".conv.grouped." in name:
+        return space.conv_kernels
+    return ()
+
+
+def covering_archs(space: SpaceConfig) -> list[Arch]:
+    """Largest architectures that, together, own every parameter the supernet must hold."""
+    def largest(frontend_kind: str, conv_kind: str, downsample: int | None) -> Arch:
+        block = Block(max(space.heads), max(space.ffn_dims), conv_kind, max(space.conv_kernels), 1, "after")
+        return Arch(max(space.frontend_kernels), frontend_kind, max(space.widths), "dense", downsample,
+                    (block,) * space.max_depth)
+
+    # Dense without downsampling has the most skip weights; the second one owns the other conv kind,
+    # the other front-end kind and the downsampling layer.
+    others = [k for k in space.frontend_kinds if k != space.frontend_kinds[0]]
+    return [largest(space.frontend_kinds[0], "dwsep", None),
+            largest((others or space.frontend_kinds)[0], "grouped", 1)]
+
+
+class Supernet(nn.Module):
+    """Shared weights for the whole space. ``forward(features, arch, lengths=None) -> SubnetOutput``."""
+
+    def __init__(self, space: SpaceConfig, dropout: float = 0.0):
+        super().__init__()
+        self.space, self.dropout = space, dropout
+        self.shared = nn.ParameterDict()
+        for arch in covering_archs(space):
+            for name, param in Subnet(arch, space).named_parameters():
+                if _key(name) not in self.shared:
+                    self.shared[_key(name)] = param
+        # One k x k transform per elastic conv layer and smaller kernel size, identity at start.
+        self.kernel_transforms = nn.ParameterDict()
+        for name, param in self.shared.items():
+            sizes = sorted(_kernel_choices(name.replace("/", "."), space), reverse=True)
+            for k in sizes[1:]:
+                self.kernel_transforms[f"{name}/{k}"] = nn.Parameter(torch.eye(k))
+        self._skeletons: OrderedDict[Arch, Subnet] = OrderedDict()
+
+    def subnet_weights(self, arch: Arch) -> dict[str, Tensor]:
+        """The subnet's parameters as differentiable slices of the shared weights."""
+        weights = {}
+        for name, meta in self._skeleton(arch).named_parameters():
+            shared = self.shared[_key(name)]
+            leading = tuple(slice(0, n) for n in meta.shape)
+            if meta.ndim == 3:  # conv weight (out, in/groups, kernel): the kernel axis is elastic
+                weight = shared[leading[:2]]
+                weights[name] = self._shrink_kernel(_key(name), weight, meta.shape[2], _kernel_choices(name, self.space))
+            else:
+                weights[name] = shared[leading]
+        return weights
+
+    def forward(self, features: Tensor, arch: Arch, lengths: Tensor | None = None) -> SubnetOutput:
+        skeleton = self._skeleton(arch).train(self.training)
+        return functional_call(skeleton, self.subnet_weights(arch), (features, lengths))
+
+    @torch.no_grad()
+    def extract(self, arch: Arch) -> Subnet:
+        """A standalone ``Subnet`` holding copies of this architecture's slices."""
+        with torch.device("meta"):
+            subnet = Subnet(arch, self.space, self.dropout)
+        weights = {name: w.detach().clone() for name, w in self.subnet_weights(arch).items()}
+        subnet.load_state_dict(weights, strict=True, assign=True)
+        return subnet.train(self.training)
+
+    def config(self) -> dict:
+        """What is needed to rebuild this supernet (saved beside its weights)."""
+        return {"space": self.space.to_dict(), "dropout": self.dropout}
+
+    def _shrink_kernel(self, key: str, weight: Tensor, kernel: int, choices: tuple[int, ...]) -> Tensor:
+        for k in sorted((k for k in choices if kernel <= k < weight.shape[2]), reverse=True):
+            start = (weight.shape[2] - k) // 2
+            weight = weight[:, :, start:start + k] @ self.kernel_transforms[f"{key}/{k}"]
+        if weight.shape[2] != kernel:
+            raise ValueError(f"{key}: no elastic path from kernel {weight.shape[2]} to {kernel}")
+        return weight
+
+    def _skeleton(self, arch: Arch) -> Subnet:
+        """Parameter-free (meta) module of ``arch``, cached: building modules is slow next to a step."""
+        skeleton = self._skeletons.get(arch)
+        if skeleton is None:
+            with torch.device("meta"):
+                skeleton = Subnet(arch, self.space, self.dropout)
+            self._skeletons[arch] = skeleton
+            if len(self._skeletons) > 256:
+                self._skeletons.popitem(last=False)
+        else:
+            self._skeletons.move_to_end(arch)
+        return skeleton
+
+
+def load_supernet(path, map_location="cpu") -> Supernet:
+    """Load a supernet saved with :func:`save_supernet`; an unreadable file is a one-line error."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+        config = state["config"]
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
+        raise PredictnasError(f"{path}: not a predictnas supernet checkpoint ({e})") from None
+    space = SpaceConfig.from_dict(config["space"])
+    supernet = Supernet(space, dropout=config["dropout"])
+    supernet.load_state_dict(state["weights"])
+    return supernet
+
+
+def save_supernet(supernet: Supernet, path) -> None:
+    """Write atomically: weights plus the config that rebuilds the module."""
+    with atomic_path(path) as tmp:
+        torch.save({"config": supernet.config(), "weights": supernet.state_dict()}, tmp)
