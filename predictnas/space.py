@@ -406,8 +406,11 @@ class SearchSpace:
                 genes[j] = i % len(choices)
             genes[3], genes[5] = c.depths.index(depth), ds or 0
             for b in range(depth):
-                for j, choices in enumerate(self.block_choices):
-                    genes[self.n_global + b * self.n_block + j] = (i + b * (j + 1)) % len(choices)
+                t = i * c.max_depth + b  # counts blocks over all archs, so each field cycles its choices
+                for j, (name, choices) in enumerate(zip(BLOCK_FIELDS, self.block_choices)):
+                    # conv fields advance once per conv-kind cycle, so they also cycle over conv blocks
+                    step = t // len(c.conv_kinds) if name in CONV_FIELDS else t
+                    genes[self.n_global + b * self.n_block + j] = step % len(choices)
             archs.append(self.decode(self._canonical(genes[None])[0]))
         return archs
 

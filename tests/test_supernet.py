@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+import torch
+
+from predictnas.complexity import param_counts, param_range
+from predictnas.errors import PredictnasError
+from predictnas.space import Arch, Block
+from predictnas.supernet import Subnet, Supernet, covering_archs, load_supernet, save_supernet
+
+
+def test_extracted_subnets_equal_the_supernet_and_the_closed_form_params_for_200_archs(space, supernet):
+    genes = space.sample(200, np.random.default_rng(7))
+    expected_params = param_counts(space, genes)
+    features = torch.randn(2, 67, space.config.n_mels, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([67, 41])
+    worst = 0.0
+    with torch.no_grad():
+        for row, n_params in zip(genes, expected_params):
+            arch = space.decode(row)
+            sliced = supernet(features, arch, lengths)
+            subnet = supernet.extract(arch)
+            assert isinstance(subnet, Subnet) and not any(isinstance(m, Supernet) for m in subnet.modules())
+            alone = subnet(features, lengths)
+            worst = max(worst, (sliced.ctc_logits - alone.ctc_logits).abs().max().item(),
+                        (sliced.intent_logits - alone.intent_logits).abs().max().item())
+            assert torch.equal(sliced.lengths, alone.lengths)
+            assert sum(p.numel() for p in subnet.parameters()) == n_params
+    assert worst <= 1e-5
+
+
+def test_extracted_weights_are_copies_not_views(space, supernet):
+    arch = space.covering()[3]
+    subnet = supernet.extract(arch)
+    name, param = next(iter(subnet.named_parameters()))
+    with torch.no_grad():
+        param.add_(1.0)
+    assert not torch.equal(param, supernet.subnet_weights(arch)[name])
+
+
+def test_small_kernels_use_the_learned_transform_of_the_centre(space, supernet):
+    arch = next(a for a in space.covering() if any(b.conv_kind == "dwsep" and b.conv_kernel == 7 for b in a.blocks))
+    i = next(i for i, b in enumerate(arch.blocks) if b.conv_kind == "dwsep" and b.conv_kernel == 7)
+    weight = supernet.extract(arch).blocks[i].conv.depthwise.weight
+    full = supernet.shared[f"blocks/{i}/conv/depthwise/weight"][: arch.width]
+    t15, t7 = (supernet.kernel_transforms[f"blocks/{i}/conv/depthwise/weight/{k}"] for k in (15, 7))
+    expected = (full[:, :, 8:23] @ t15)[:, :, 4:11] @ t7
+    assert torch.allclose(weight, expected)
+    assert not torch.allclose(weight, full[:, :, 12:19])  # not a plain centre crop
+
+
+def test_padding_does_not_change_any_sequence_of_a_batch(space, supernet):
+    """A padded batch gives each sequence exactly what it gets alone, whatever the padding holds."""
+    generator = torch.Generator().manual_seed(3)
+    lengths = torch.tensor([90, 77, 45])
+    batch = torch.randn(3, 90, space.config.n_mels, generator=generator) * 5  # junk beyond each length
+    with torch.no_grad():
+        for arch in space.covering():
+            out = supernet(batch, arch, lengths)
+            for b, n in enumerate(lengths.tolist()):
+                alone = supernet(batch[b:b + 1, :n], arch)
+                frames = alone.ctc_logits.shape[1]
+                assert out.lengths[b] == frames
+                assert torch.allclose(out.ctc_logits[b, :frames], alone.ctc_logits[0], atol=1e-4)
+                assert torch.allclose(out.intent_logits[b], alone.intent_logits[0], atol=1e-4)
+
+
+def test_gradients_reach_the_shared_weights_and_kernel_transforms(space):
+    torch.manual_seed(0)
+    net = Supernet(space.config).train()
+    arch = next(a for a in space.covering() if a.connectivity == "dense" and a.downsample_after)
+    out = net(torch.randn(2, 64, space.config.n_mels), arch)
+    (out.ctc_logits.square().mean() + out.intent_logits.square().mean()).backward()
+    used = supernet_names_used(arch, space)
+    for name, p in net.shared.items():
+        assert (p.grad is not None and p.grad.abs().sum() > 0) == (name in used), name
+    assert any(t.grad is not None and t.grad.abs().sum() > 0 for t in net.kernel_transforms.values())
+
+
+def supernet_names_used(arch: Arch, space) -> set[str]:
+    with torch.device("meta"):
+        return {name.replace(".", "/") for name, _ in Subnet(arch, space.config).named_parameters()}
+
+
+def test_supernet_holds_the_largest_shape_of_every_parameter(space):
+    with torch.device("meta"):
+        net = Supernet(space.config)
+    for arch in covering_archs(space.config):
+        with torch.device("meta"):
+            for name, p in Subnet(arch, space.config).named_parameters():
+                shared = net.shared[name.replace(".", "/")]
+                assert shared.ndim == p.ndim and all(s >= n for s, n in zip(shared.shape, p.shape)), name
+
+
+def test_param_range_is_reached_and_bounds_random_architectures(space, rng):
+    c = space.config
+    block = Block(max(c.heads), max(c.ffn_dims), "grouped", max(c.conv_kernels), 1, "after")
+    largest = Arch(max(c.frontend_kernels), "full", max(c.widths), "dense", 1, (block,) * c.max_depth)
+    smallest = Arch(min(c.frontend_kernels), "dwsep", min(c.widths), "linear", None,
+                    (Block(min(c.heads), min(c.ffn_dims), "none"),) * min(c.depths))
+    low, high = param_range(space)
+    assert param_counts(space, np.stack([space.encode(smallest), space.encode(largest)])).tolist() == [low, high]
+    counts = param_counts(space, space.sample(100_000, rng))
+    assert low <= counts.min() and counts.max() <= high
+
+
+def test_save_and_load_round_trip(tmp_path, space, supernet):
+    path = tmp_path / "supernet.pt"
+    save_supernet(supernet, path)
+    loaded = load_supernet(path).eval()
+    arch = space.covering()[5]
+    x = torch.randn(1, 50, space.config.n_mels)
+    with torch.no_grad():
+        assert torch.equal(loaded(x, arch).ctc_logits, supernet(x, arch).ctc_logits)
+    assert [p.name for p in tmp_path.iterdir()] == ["supernet.pt"]  # no temp files left
+
+
+def test_loading_something_else_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "supernet.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(PredictnasError, match="not a predictnas supernet checkpoint"):
+        load_supernet(bad)
