@@ -12,6 +12,10 @@ Gene layout: six global genes, then six genes for each of ``max_depth`` block sl
     frontend_kernel frontend_kind width depth connectivity downsample_after | heads ffn_dim conv_kind
     conv_kernel dilation conv_placement | ... (one group per block slot)
 
+Gene matrices are ``(n, n_genes)`` arrays, one row per architecture. The operators create them
+column-major (``order="F"``), so the per-gene work of the vectorized operators reads contiguous memory;
+any layout is accepted.
+
 A gene row is *canonical* when every gene that has no meaning is 0: block slots at or beyond the
 depth, and the kernel, dilation and placement of a block whose conv kind is ``none``. Only canonical
 rows are valid, so one architecture has exactly one gene row and duplicates can be found by row.
@@ -187,8 +191,10 @@ class SearchSpace:
         self._depth_values = np.array(c.depths, dtype=np.int16)
         self._none_index = c.conv_kinds.index(NO_CONV)
         self._slots = np.arange(c.max_depth, dtype=np.int16)
+        self._block_bases = [self.n_global + b * self.n_block for b in range(c.max_depth)]
+        self._highs_u8 = self.highs.astype(np.uint8)
         self._key_multipliers = np.random.default_rng(0x5EED).integers(
-            1, 2**63, size=self.n_genes, dtype=np.uint64) | np.uint64(1)
+            1, 2**63, size=-(-self.n_genes // 8), dtype=np.uint64) | np.uint64(1)
 
     # ---- single architectures: dataclass <-> genes <-> JSON -------------------------------------
 
@@ -313,40 +319,51 @@ class SearchSpace:
 
     def meaningful(self, genes: np.ndarray) -> np.ndarray:
         """Boolean ``(n, n_genes)``: which genes carry meaning (active slots; conv genes of conv blocks)."""
-        n, d = len(genes), self.config.max_depth
-        active = self._slots[None, :] < self.depth_of(genes)[:, None]
-        has_conv = genes[:, self.n_global + 2::self.n_block] != self._none_index
-        per_block = np.repeat(active[:, :, None], self.n_block, axis=2)
-        per_block[:, :, 3:] &= has_conv[:, :, None]
-        return np.concatenate([np.ones((n, self.n_global), bool), per_block.reshape(n, d * self.n_block)], axis=1)
+        depth = self.depth_of(genes)
+        mask = np.ones(genes.shape, dtype=bool, order="F")
+        for b, base in enumerate(self._block_bases):
+            active = depth > b
+            mask[:, base:base + 3] = active[:, None]
+            mask[:, base + 3:base + 6] = (active & (genes[:, base + 2] != self._none_index))[:, None]
+        return mask
 
     def validate(self, genes: np.ndarray) -> np.ndarray:
         """Boolean mask of the rows that are valid, canonical architectures."""
-        genes = np.asarray(genes)
-        ok = ((genes >= 0) & (genes < self.highs)).all(axis=1)
-        ok &= genes[:, 5] < self.depth_of(genes)
-        ok &= ~((genes != 0) & ~self.meaningful(genes)).any(axis=1)
+        genes = np.asarray(genes, dtype=np.int8)
+        unsigned = genes.view(np.uint8)  # negative genes wrap to >= 128, so one comparison checks the range
+        ok = np.ones(len(genes), dtype=bool)
+        for j, high in enumerate(self._highs_u8):
+            ok &= unsigned[:, j] < high
+        depth = self.depth_of(genes)
+        ok &= genes[:, 5] < depth
+        for b, base in enumerate(self._block_bases):
+            attention_ffn = genes[:, base] | genes[:, base + 1] | genes[:, base + 2]
+            conv = genes[:, base + 3] | genes[:, base + 4] | genes[:, base + 5]
+            no_conv = genes[:, base + 2] == self._none_index
+            ok &= ((depth > b) | ((attention_ffn | conv) == 0)) & ~(no_conv & (conv != 0))
         return ok
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` random canonical rows: every gene uniform over its choices, downsampling uniform below depth."""
-        u = rng.random((n, self.n_genes), dtype=np.float32)
-        genes = (u * self.highs.astype(np.float32)).astype(np.int8)
-        genes[:, 5] = (u[:, 5] * self.depth_of(genes)).astype(np.int8)
+        u = rng.random((self.n_genes, n), dtype=np.float32)  # gene-major: each gene's column is contiguous
+        downsample_u = u[5].copy()
+        u *= self.highs.astype(np.float32)[:, None]
+        genes = u.astype(np.int8).T
+        genes[:, 5] = (downsample_u * self.depth_of(genes)).astype(np.int8)
         return self._canonical(genes)
 
     def mutate(self, genes: np.ndarray, rng: np.random.Generator, rate: float = 0.1) -> np.ndarray:
         """Resample each gene with probability ``rate``; genes that gain meaning are drawn fresh."""
         fresh = self.sample(len(genes), rng)
-        child = np.where(rng.random(genes.shape, dtype=np.float32) < rate, fresh, genes)
+        child = np.where(rng.random((self.n_genes, len(genes)), dtype=np.float32).T < rate, fresh, genes)
         return self._repair(child, self.meaningful(genes), fresh)
 
     def crossover(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Uniform crossover of global genes and of whole blocks (a block is inherited intact)."""
-        n, d = a.shape[0], self.config.max_depth
-        pick_global = rng.random((n, self.n_global)) < 0.5
-        pick_block = np.repeat(rng.random((n, d)) < 0.5, self.n_block, axis=1)
-        from_a = np.concatenate([pick_global, pick_block], axis=1)
+        n = a.shape[0]
+        pick_global = rng.random((self.n_global, n), dtype=np.float32) < 0.5
+        pick_block = np.repeat(rng.random((self.config.max_depth, n), dtype=np.float32) < 0.5, self.n_block, axis=0)
+        from_a = np.concatenate([pick_global, pick_block], axis=0).T
         child = np.where(from_a, a, b)
         meant_a, meant_b = self.meaningful(a), self.meaningful(b)
         # A gene that means nothing in the parent it came from may mean something in the other one.
@@ -356,8 +373,15 @@ class SearchSpace:
         return self._repair(child, source_meant, self.sample(n, rng))
 
     def row_keys(self, genes: np.ndarray) -> np.ndarray:
-        """A 64-bit hash per row (equal rows, equal keys), for dedup and lookups."""
-        return (genes.astype(np.uint64) * self._key_multipliers).sum(axis=1, dtype=np.uint64)
+        """A 64-bit hash per row (equal rows, equal keys), for dedup and lookups.
+
+        Rows are read as 64-bit words (8 genes each) and combined with random odd multipliers, so two
+        different rows share a key with probability about 2**-64.
+        """
+        n, words = len(genes), -(-self.n_genes // 8)
+        padded = np.zeros((n, words * 8), dtype=np.int8)
+        padded[:, :self.n_genes] = np.ascontiguousarray(genes)  # column-major rows are slow to copy strided
+        return (padded.view(np.uint64) * self._key_multipliers).sum(axis=1, dtype=np.uint64)
 
     def decode_values(self, genes: np.ndarray) -> Decoded:
         """Choice values of every gene, as arrays, for closed-form costs and estimators."""
@@ -417,7 +441,7 @@ class SearchSpace:
     # ---- internals --------------------------------------------------------------------------------
 
     def _canonical(self, genes: np.ndarray) -> np.ndarray:
-        genes[~self.meaningful(genes)] = 0
+        np.multiply(genes, self.meaningful(genes), out=genes)
         return genes
 
     def _repair(self, child: np.ndarray, source_meant: np.ndarray, fresh: np.ndarray) -> np.ndarray:

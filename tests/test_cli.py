@@ -93,3 +93,10 @@ def test_missing_files_and_bad_supernets_are_one_line_errors(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: {bad}: not a predictnas supernet checkpoint ('config')"]
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    command = "pip install -e '.[test]' && python -m pytest -q"
+    assert command in readme.splitlines() and command in ci.splitlines()

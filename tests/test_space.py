@@ -164,3 +164,13 @@ def test_bundle_entries_are_accepted(space):
 def test_malformed_json_text_is_one_line(space):
     with pytest.raises(InvalidArchitecture, match=r"^arch.json: not valid JSON \(.*line 1"):
         space.from_json('{"width": 128,', source="arch.json")
+
+
+def test_vectorized_validate_agrees_with_the_per_row_explanation(space, rng):
+    genes = np.ascontiguousarray(space.sample(4000, rng))
+    corrupt = rng.random(genes.shape) < 0.01
+    genes[corrupt] = rng.integers(-2, 13, size=corrupt.sum())
+    valid = space.validate(genes)
+    assert 0 < valid.sum() < len(genes)
+    assert [space.explain(row) is None for row in genes] == valid.tolist()
+    assert np.array_equal(space.validate(np.asfortranarray(genes)), valid)
