@@ -1,0 +1,1 @@
+"""Speech data: the synthesized default corpus, user datasets, features."""
