@@ -135,6 +135,10 @@ def register_space(config: SpaceConfig) -> SpaceConfig:
 
 
 DEFAULT_SPACE = register_space(SpaceConfig())
+# The same dimensions at toy sizes: for tests and smoke runs that must train a supernet in seconds.
+TINY_SPACE = register_space(SpaceConfig(
+    name="speech-tiny", head_dim=8, frontend_kernels=(3, 5), widths=(32, 48), depths=(1, 2, 3), heads=(1, 2),
+    ffn_dims=(32, 64), conv_kernels=(3, 7), dilations=(1, 2)))
 
 
 def get_space(name: str = DEFAULT_SPACE.name) -> "SearchSpace":

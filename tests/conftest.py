@@ -13,17 +13,8 @@ def space() -> SearchSpace:
 
 @pytest.fixture(scope="session")
 def supernet(space) -> Supernet:
-    """A supernet whose zero/identity-initialised parts are perturbed, so every path is exercised:
-    dense skip weights start at zero and kernel transforms at identity, which would hide mistakes."""
     torch.manual_seed(0)
-    net = Supernet(space.config).eval()
-    with torch.no_grad():
-        for name, p in net.shared.items():
-            if name.endswith("skip_weights"):
-                p.uniform_(-0.5, 0.5)
-        for p in net.kernel_transforms.values():
-            p.add_(0.1 * torch.randn_like(p))
-    return net
+    return Supernet(space.config).eval().perturb_neutral_parts()
 
 
 @pytest.fixture

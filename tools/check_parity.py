@@ -27,18 +27,6 @@ from predictnas.supernet import Supernet
 from predictnas.supernet.export import check_onnx, compare_with_torch, export_onnx
 
 
-def perturbed_supernet(space) -> Supernet:
-    torch.manual_seed(0)
-    net = Supernet(space.config).eval()
-    with torch.no_grad():
-        for name, p in net.shared.items():
-            if name.endswith("skip_weights"):
-                p.uniform_(-0.5, 0.5)
-        for p in net.kernel_transforms.values():
-            p.add_(0.1 * torch.randn_like(p))
-    return net
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", type=int, default=200)
@@ -46,7 +34,8 @@ def main() -> None:
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
     space = get_space()
-    net = perturbed_supernet(space)
+    torch.manual_seed(0)
+    net = Supernet(space.config).eval().perturb_neutral_parts()
 
     genes = space.sample(args.archs, np.random.default_rng(7))
     features, lengths = torch.randn(2, 67, space.config.n_mels), torch.tensor([67, 41])

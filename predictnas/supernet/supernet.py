@@ -99,6 +99,19 @@ class Supernet(nn.Module):
         subnet.load_state_dict(weights, strict=True, assign=True)
         return subnet.train(self.training)
 
+    @torch.no_grad()
+    def perturb_neutral_parts(self, seed: int = 0) -> "Supernet":
+        """Move the parts that start neutral (zero skip weights, identity kernel transforms) to random
+        values. For parity checks: at their initial values dense connections and kernel transforms
+        compute nothing, and a mistake in them would go unseen."""
+        generator = torch.Generator().manual_seed(seed)
+        for name, p in self.shared.items():
+            if name.endswith("skip_weights"):
+                p.copy_(torch.rand(p.shape, generator=generator) - 0.5)
+        for p in self.kernel_transforms.values():
+            p.add_(0.1 * torch.randn(p.shape, generator=generator))
+        return self
+
     def config(self) -> dict:
         """What is needed to rebuild this supernet (saved beside its weights)."""
         return {"space": self.space.to_dict(), "dropout": self.dropout}
