@@ -100,6 +100,88 @@ def export_command(arch_path: Path, out_path: Path, supernet_path: Path | None, 
                f"at {', '.join(map(str, parity.frames))} input frames")
 
 
+@main.command("corpus")
+@click.option("--preset", type=click.Choice(["tiny", "small"]), default="small", show_default=True,
+              help="tiny: seconds to build (tests); small: a few hours of audio (the default experiment).")
+@click.option("--sample-rate", type=int, default=16000, show_default=True, help="Rate the audio is written at.")
+@click.option("--seed", type=int, default=None, help="Recipe seed (default: the preset's).")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Cache folder (default: $PREDICTNAS_CACHE/corpus or runs/corpus).")
+def corpus_command(preset: str, sample_rate: int, seed: int | None, root: Path | None) -> None:
+    """Synthesize (or reuse) the embedded voice-command corpus in its acoustic environments."""
+    from .data.corpus import build_corpus, default_corpus_root, get_recipe
+
+    info = build_corpus(root or default_corpus_root(), get_recipe(preset, sample_rate=sample_rate, seed=seed))
+    click.echo(f"corpus {info.path} (recipe {info.recipe_hash}, {len(info.intents)} intents, "
+               f"{info.recipe.sample_rate} Hz)")
+    for split in ("train", "dev", "test"):
+        st = info.stats[split]
+        envs = ", ".join(f"{name} {e['hours']:.2f} h" for name, e in st["environments"].items())
+        click.echo(f"  {split:<5} {st['utterances']:>6} utterances, {st['voices']:>3} voices, {st['hours']:.2f} h ({envs})")
+
+
+run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/default"),
+                              show_default=True, help="The experiment's run directory.")
+
+
+@main.command("train")
+@click.option("--preset", type=click.Choice(["tiny", "small"]), default="small", show_default=True,
+              help="Corpus, search space and training recipe.")
+@run_dir_option
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Override the preset's number of steps.")
+@click.option("--seed", type=int, default=None, help="Override the preset's training seed.")
+@click.option("--sample-rate", type=int, default=16000, show_default=True)
+@click.option("--train-data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Your training set instead of the corpus: a JSONL manifest or a LibriSpeech folder.")
+@click.option("--dev-data", type=click.Path(exists=True, path_type=Path), default=None, help="Your dev set (same forms).")
+@click.option("--resample", is_flag=True, help="Resample audio at another rate instead of refusing it.")
+def train_command(preset: str, run_dir: Path, steps: int | None, seed: int | None, sample_rate: int,
+                  train_data: Path | None, dev_data: Path | None, resample: bool) -> None:
+    """Train the once-for-all supernet (resumes from the run directory's checkpoint after a kill)."""
+    from .experiment import DataSources, get_preset, train_supernet
+    from .train import SUPERNET
+
+    sources = DataSources(corpus_preset=get_preset(preset).corpus, sample_rate=sample_rate, train=train_data,
+                          dev=dev_data, resample=resample)
+    train_supernet(run_dir, get_preset(preset), sources, steps=steps, seed=seed)
+    summary = json.loads((run_dir / "train.json").read_text())
+    click.echo(f"wrote {run_dir / SUPERNET} ({summary['steps']} steps, {summary['wall_seconds'] / 60:.1f} min)")
+
+
+@main.command("eval")
+@click.argument("arch_path", metavar="ARCH.json", type=click.Path(dir_okay=False, path_type=Path))
+@run_dir_option
+@click.option("--supernet", "supernet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Supernet to take the weights from (default: RUN_DIR/supernet.pt).")
+@click.option("--split", type=click.Choice(["dev", "test"]), default="dev", show_default=True)
+@click.option("--environment", default=None, help="Only this acoustic environment.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def eval_command(arch_path: Path, run_dir: Path, supernet_path: Path | None, split: str, environment: str | None,
+                 as_json: bool) -> None:
+    """Word and character error rates and intent accuracy of ARCH.json with the supernet's weights."""
+    from .data.dataset import epoch_batches
+    from .data.text import CharTokenizer
+    from .evaluate import bind, evaluate
+    from .experiment import load_split, load_trained_supernet
+
+    supernet = load_trained_supernet(run_dir, supernet_path)
+    arch = load_arch(arch_path, SearchSpace(supernet.space))
+    store = load_split(supernet, split, run_dir)
+    if environment is not None:
+        store = store.filter_environment(environment)
+    batches = epoch_batches(store, supernet.metadata["intents"], batch_seconds=120.0)
+    result = evaluate(bind(supernet, arch), batches, CharTokenizer())
+    if as_json:
+        click.echo(json.dumps({"arch_id": arch.arch_id, "split": split, **result.to_dict()}, indent=2))
+        return
+    click.echo(f"arch {arch.arch_id} on {split} ({result.seconds:.1f} s)")
+    click.echo(f"  {'environment':<22}{'utterances':>11}{'WER %':>8}{'CER %':>8}{'intent acc %':>14}")
+    for env in result.wer:
+        acc = result.intent_accuracy[env]
+        click.echo(f"  {env:<22}{result.utterances[env]:>11}{100 * result.wer[env]:>8.2f}{100 * result.cer[env]:>8.2f}"
+                   f"{'-' if acc is None else f'{100 * acc:.2f}':>14}")
+
+
 def load_arch(path: Path, space: SearchSpace) -> Arch:
     """Read and check an ARCH.json (a bare architecture or a ``top.json`` entry)."""
     return space.from_json(read_json(path), source=str(path))

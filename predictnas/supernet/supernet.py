@@ -57,9 +57,10 @@ def covering_archs(space: SpaceConfig) -> list[Arch]:
 class Supernet(nn.Module):
     """Shared weights for the whole space. ``forward(features, arch, lengths=None) -> SubnetOutput``."""
 
-    def __init__(self, space: SpaceConfig, dropout: float = 0.0):
+    def __init__(self, space: SpaceConfig, dropout: float = 0.0, metadata: dict | None = None):
         super().__init__()
-        self.space, self.dropout = space, dropout
+        # metadata: what running a subnet needs besides weights (features, sample rate, intents, data)
+        self.space, self.dropout, self.metadata = space, dropout, dict(metadata or {})
         self.shared = nn.ParameterDict()
         for arch in covering_archs(space):
             for name, param in Subnet(arch, space).named_parameters():
@@ -114,7 +115,7 @@ class Supernet(nn.Module):
 
     def config(self) -> dict:
         """What is needed to rebuild this supernet (saved beside its weights)."""
-        return {"space": self.space.to_dict(), "dropout": self.dropout}
+        return {"space": self.space.to_dict(), "dropout": self.dropout, "metadata": self.metadata}
 
     def _shrink_kernel(self, key: str, weight: Tensor, kernel: int, choices: tuple[int, ...]) -> Tensor:
         for k in sorted((k for k in choices if kernel <= k < weight.shape[2]), reverse=True):
@@ -146,7 +147,7 @@ def load_supernet(path, map_location="cpu") -> Supernet:
     except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
         raise PredictnasError(f"{path}: not a predictnas supernet checkpoint ({e})") from None
     space = SpaceConfig.from_dict(config["space"])
-    supernet = Supernet(space, dropout=config["dropout"])
+    supernet = Supernet(space, dropout=config["dropout"], metadata=config.get("metadata"))
     supernet.load_state_dict(state["weights"])
     return supernet
 

@@ -1,0 +1,73 @@
+"""Evaluation: greedy CTC decoding, WER and CER with jiwer, intent accuracy, per acoustic environment.
+
+``evaluate(model, batches, tokenizer)`` takes any callable ``model(features, lengths) -> SubnetOutput``
+(a supernet bound to an architecture, an extracted subnet, later an ONNX session), so every stage scores
+models the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable
+
+import jiwer
+import torch
+from torch import Tensor
+
+from .errors import PredictnasError
+from .supernet import SubnetOutput
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores per environment, plus ``"all"`` over every utterance. Rates are fractions (0.1 = 10 %)."""
+
+    wer: dict[str, float]
+    cer: dict[str, float]
+    intent_accuracy: dict[str, float | None]
+    utterances: dict[str, int]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.no_grad()
+def evaluate(model: Callable[[Tensor, Tensor], SubnetOutput], batches: Iterable, tokenizer) -> EvalResult:
+    """Score ``model`` on ``batches`` (each with features, lengths, targets, intents, environments)."""
+    start = time.perf_counter()
+    refs: dict[str, list[str]] = defaultdict(list)
+    hyps: dict[str, list[str]] = defaultdict(list)
+    intent_hits: dict[str, list[bool]] = defaultdict(list)
+    for batch in batches:
+        out = model(batch.features, batch.feature_lengths)
+        hypotheses = tokenizer.greedy_ctc_decode(out.ctc_logits, out.lengths)
+        references = [tokenizer.decode(t[:n].tolist()) for t, n in zip(batch.targets, batch.target_lengths)]
+        predicted_intents = out.intent_logits.argmax(-1)
+        for i, environment in enumerate(batch.environments):
+            for key in (environment or "unknown", ALL):
+                refs[key].append(references[i])
+                hyps[key].append(hypotheses[i])
+                if batch.intents[i] >= 0:
+                    intent_hits[key].append(bool(predicted_intents[i] == batch.intents[i]))
+    if not refs:
+        raise PredictnasError("nothing to evaluate: the evaluation set is empty")
+    keys = sorted(k for k in refs if k != ALL) + [ALL]
+    refs, hyps, intent_hits = ({k: d[k] for k in keys} for d in (refs, hyps, intent_hits))
+    return EvalResult(
+        wer={k: float(jiwer.wer(refs[k], hyps[k])) for k in refs},
+        cer={k: float(jiwer.cer(refs[k], hyps[k])) for k in refs},
+        intent_accuracy={k: (sum(intent_hits[k]) / len(intent_hits[k]) if intent_hits[k] else None) for k in refs},
+        utterances={k: len(refs[k]) for k in refs},
+        seconds=time.perf_counter() - start,
+    )
+
+
+def bind(supernet, arch) -> Callable[[Tensor, Tensor], SubnetOutput]:
+    """The supernet in eval mode, restricted to one architecture (shared weights, no extraction)."""
+    supernet.eval()
+    return lambda features, lengths: supernet(features, arch, lengths)

@@ -1,0 +1,138 @@
+"""An experiment's data and presets: which corpus, which space, which training recipe, in which run dir.
+
+The stages share one run directory (``runs/<name>/``). ``train_supernet`` is the supernet stage:
+corpus (or user data) -> cached features -> :class:`~predictnas.train.Trainer` -> ``supernet.pt``, whose
+metadata carries what running its subnets needs (feature config, sample rate, intents, data hashes).
+``load_split`` gives any stage the features of a split for a trained supernet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .data.corpus import SPLITS, build_corpus, default_corpus_root, get_recipe, load_corpus_info
+from .data.dataset import FeatureStore, cache_key, epoch_batches
+from .data.features import FeatureConfig, SpecAugment
+from .data.manifest import load_dataset
+from .errors import PredictnasError
+from .space import SPACES
+from .supernet import Supernet, load_supernet
+from .train import SUPERNET, Trainer, TrainConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named experiment size: corpus preset, search space and training recipe."""
+
+    name: str
+    corpus: str
+    space: str
+    train: TrainConfig
+
+
+PRESETS = {
+    # seconds on 2 cores; for tests and smoke runs
+    "tiny": Preset("tiny", corpus="tiny", space="speech-tiny",
+                   train=TrainConfig(steps=24, batch_seconds=24.0, peak_lr=3e-3, warmup_steps=4, random_subnets=1,
+                                     checkpoint_every_steps=8)),
+    # the default: trains within an hour on 2 CPU cores
+    "small": Preset("small", corpus="small", space="speech-v1",
+                    train=TrainConfig(steps=2700, batch_seconds=40.0, peak_lr=1.5e-3, warmup_steps=150,
+                                      random_subnets=2)),
+}
+DEFAULT_PRESET = "small"
+
+
+@dataclass(frozen=True)
+class DataSources:
+    """Where the utterances come from: the embedded corpus, or user manifests / LibriSpeech dirs."""
+
+    corpus_preset: str = DEFAULT_PRESET
+    sample_rate: int = 16000
+    corpus_root: Path | None = None
+    train: Path | None = None
+    dev: Path | None = None
+    resample: bool = False
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise PredictnasError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def split_utterances(sources: DataSources) -> tuple[dict[str, list], dict]:
+    """Utterances per split and a description of the data (for the supernet's metadata)."""
+    if (sources.train is None) != (sources.dev is None):
+        raise PredictnasError("user data needs both --train-data and --dev-data")
+    if sources.train is not None:
+        splits = {"train": load_dataset(sources.train), "dev": load_dataset(sources.dev)}
+        return splits, {"kind": "user", "train": str(sources.train), "dev": str(sources.dev)}
+    info = build_corpus(sources.corpus_root or default_corpus_root(),
+                        get_recipe(sources.corpus_preset, sample_rate=sources.sample_rate))
+    splits = {split: load_dataset(info.manifest(split)) for split in SPLITS}
+    return splits, {"kind": "corpus", "path": str(info.path), "recipe_hash": info.recipe_hash,
+                    "intents": list(info.intents)}
+
+
+def feature_cache_dir(description: dict, run_dir: Path) -> Path:
+    if description["kind"] == "corpus":
+        return Path(description["path"]).parent / "features"
+    return run_dir / "features"
+
+
+def train_supernet(run_dir: str | Path, preset: Preset, sources: DataSources, steps: int | None = None,
+                   seed: int | None = None, progress: bool = True) -> Supernet:
+    """Train (or resume training) the supernet of ``preset`` in ``run_dir``; returns the trained supernet."""
+    run_dir = Path(run_dir)
+    config = dataclasses.replace(preset.train, **{k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None})
+    splits, description = split_utterances(sources)
+    features = FeatureConfig(sample_rate=sources.sample_rate)
+    cache = feature_cache_dir(description, run_dir)
+    train = FeatureStore.build(splits["train"], features, cache, resample=sources.resample, progress=progress)
+    intents = description.get("intents") or sorted({u.intent for u in splits["train"] if u.intent})
+    space = dataclasses.replace(SPACES[preset.space], n_mels=features.n_mels, n_intents=max(1, len(intents)))
+    metadata = {"preset": preset.name, "features": features.to_dict(), "sample_rate": features.sample_rate,
+                "intents": intents, "data": description, "resample": sources.resample,
+                "train_features": cache_key(splits["train"], features)}
+    torch.manual_seed(config.seed)  # the initial weights are part of the run's result
+    supernet = Supernet(space, dropout=config.dropout, metadata=metadata)
+    trainer = Trainer(
+        supernet, config,
+        batches=lambda epoch, generator: epoch_batches(train, intents, batch_seconds=config.batch_seconds,
+                                                       shuffle=True, generator=generator),
+        run_dir=run_dir, augment=SpecAugment().train(), data_fingerprint=metadata["train_features"],
+        frames_per_second=features.frames_per_second)
+    trainer.fit(progress=progress)
+    return supernet
+
+
+def load_split(supernet: Supernet, split: str = "dev", run_dir: str | Path | None = None,
+               progress: bool = True) -> FeatureStore:
+    """Features of a split of the data ``supernet`` was trained on (computed once, then cached)."""
+    meta = supernet.metadata
+    if "features" not in meta:
+        raise PredictnasError("this supernet carries no data description (was it trained by predictnas train?)")
+    features = FeatureConfig.from_dict(meta["features"])
+    description = meta["data"]
+    if description["kind"] == "corpus":
+        info = load_corpus_info(description["path"])
+        utterances = load_dataset(info.manifest(split))
+    elif split in ("train", "dev"):
+        utterances = load_dataset(description[split])
+    else:
+        raise PredictnasError(f"split {split!r} is unknown for user data; use dev")
+    cache = feature_cache_dir(description, Path(run_dir or "."))
+    return FeatureStore.build(utterances, features, cache, resample=meta.get("resample", False), progress=progress)
+
+
+def load_trained_supernet(run_dir: str | Path | None = None, path: str | Path | None = None) -> Supernet:
+    """The supernet at ``path``, or the one ``predictnas train`` wrote into ``run_dir``."""
+    path = Path(path) if path is not None else Path(run_dir or "runs/default") / SUPERNET
+    if not path.exists():
+        raise PredictnasError(f"{path}: no trained supernet (run `predictnas train` first, or pass --supernet)")
+    return load_supernet(path)

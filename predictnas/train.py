@@ -1,0 +1,232 @@
+"""Supernet training: CTC + intent on the shared trunk, the sandwich rule, in-place distillation.
+
+Every step trains the largest subnet on the labels, then the smallest and ``random_subnets`` random
+ones on the labels plus the largest's soft outputs (in-place distillation, as in once-for-all and
+BigNAS), accumulating gradients into the shared weights before one optimizer step.
+
+Resumable and reproducible: the subnets, the batch order, SpecAugment and dropout of step ``s`` are all
+drawn from generators seeded by ``(seed, s)``, and a checkpoint holds the weights, the optimizer and the
+step. A run killed at any point and started again ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .errors import PredictnasError
+from .io import atomic_path, write_json
+from .space import Arch, Block, SearchSpace
+from .supernet import Supernet, SubnetOutput, save_supernet
+
+CHECKPOINT = "train_checkpoint.pt"
+SUPERNET = "supernet.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the trained weights (with the data and the space)."""
+
+    steps: int = 2000
+    batch_seconds: float = 32.0  # padded audio per batch
+    peak_lr: float = 1.5e-3
+    warmup_steps: int = 200
+    weight_decay: float = 1e-2
+    grad_clip: float = 5.0
+    random_subnets: int = 2
+    distill_weight: float = 1.0
+    intent_weight: float = 0.5
+    dropout: float = 0.1
+    spec_augment: bool = True
+    seed: int = 0
+    checkpoint_minutes: float = 3.0
+    checkpoint_every_steps: int = 0  # 0: by time only; tests use steps to make the kill point exact
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def largest_arch(space: SearchSpace) -> Arch:
+    c = space.config
+    block = Block(max(c.heads), max(c.ffn_dims), "dwsep", max(c.conv_kernels), 1, "after")
+    return Arch(max(c.frontend_kernels), "full", max(c.widths), "dense", None, (block,) * c.max_depth)
+
+
+def smallest_arch(space: SearchSpace) -> Arch:
+    c = space.config
+    block = Block(min(c.heads), min(c.ffn_dims), "none")
+    return Arch(min(c.frontend_kernels), "dwsep", min(c.widths), "linear", None, (block,) * min(c.depths))
+
+
+def sandwich(space: SearchSpace, n_random: int, rng: np.random.Generator) -> list[Arch]:
+    """Largest first (the teacher), then the smallest and ``n_random`` random architectures."""
+    return [largest_arch(space), smallest_arch(space)] + [space.decode(g) for g in space.sample(n_random, rng)]
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the peak."""
+    if step < config.warmup_steps:
+        return config.peak_lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.peak_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def ctc_loss(out: SubnetOutput, targets: Tensor, target_lengths: Tensor) -> Tensor:
+    log_probs = out.ctc_logits.log_softmax(-1).transpose(0, 1)
+    return F.ctc_loss(log_probs, targets, out.lengths, target_lengths, blank=0, zero_infinity=True)
+
+
+def distillation_loss(student: SubnetOutput, teacher: SubnetOutput) -> Tensor:
+    """KL from the teacher's frame posteriors (valid frames only) and intent distribution."""
+    mask = torch.arange(student.ctc_logits.shape[1])[None, :] < student.lengths[:, None]
+    kl = F.kl_div(student.ctc_logits.log_softmax(-1), teacher.ctc_logits.log_softmax(-1), log_target=True,
+                  reduction="none").sum(-1)
+    frames = (kl * mask).sum() / mask.sum()
+    intents = F.kl_div(student.intent_logits.log_softmax(-1), teacher.intent_logits.log_softmax(-1),
+                       log_target=True, reduction="batchmean")
+    return frames + intents
+
+
+@dataclass
+class TrainState:
+    step: int
+    history: list[dict]
+    seconds: float
+
+
+class Trainer:
+    """Trains ``supernet`` in ``run_dir``; ``fit()`` resumes from the checkpoint there, if any.
+
+    ``batches(epoch, generator)`` must return the list of training batches of that epoch in an order
+    drawn from ``generator`` (so the order is reproducible); each batch has ``features``,
+    ``feature_lengths``, ``targets``, ``target_lengths`` and ``intents`` (-1 where unknown).
+    """
+
+    def __init__(self, supernet: Supernet, config: TrainConfig, batches: Callable[[int, torch.Generator], Sequence],
+                 run_dir: str | Path, augment: Callable[[Tensor, Tensor, torch.Generator], Tensor] | None = None,
+                 data_fingerprint: str = "", frames_per_second: float = 100.0):
+        self.net, self.config, self.batches, self.augment = supernet, config, batches, augment
+        self.space = SearchSpace(supernet.space)
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.data_fingerprint = data_fingerprint
+        self.optimizer = torch.optim.AdamW(supernet.parameters(), lr=config.peak_lr, weight_decay=config.weight_decay)
+        self.frames_per_second = frames_per_second
+        self._epoch_cache: tuple[int, Sequence] | None = None
+        self._per_epoch: int | None = None
+
+    def fit(self, progress: bool = True) -> TrainState:
+        state = self._resume()
+        from tqdm import tqdm
+
+        bar = tqdm(total=self.config.steps, initial=state.step, disable=not progress, unit="step",
+                   dynamic_ncols=True, desc="supernet")
+        last_save, started = time.monotonic(), time.monotonic() - state.seconds
+        while state.step < self.config.steps:
+            t0 = time.perf_counter()
+            record = self._train_step(state.step)
+            record["seconds"] = time.perf_counter() - t0
+            state.history.append(record)
+            state.step += 1
+            state.seconds = time.monotonic() - started
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss_largest']:.3f}", lr=f"{record['lr']:.1e}",
+                            audio_s_per_s=f"{record['audio_seconds'] / record['seconds']:.0f}")
+            by_steps = self.config.checkpoint_every_steps and state.step % self.config.checkpoint_every_steps == 0
+            by_time = time.monotonic() - last_save >= 60 * self.config.checkpoint_minutes
+            if by_steps or by_time:
+                self._save_checkpoint(state)
+                last_save = time.monotonic()
+        bar.close()
+        self._save_checkpoint(state)
+        save_supernet(self.net, self.run_dir / SUPERNET)
+        write_json(self.run_dir / "train.json", {"config": self.config.to_dict(), "steps": state.step,
+                                                 "wall_seconds": state.seconds, "data": self.data_fingerprint,
+                                                 "history": state.history})
+        return state
+
+    def _train_step(self, step: int) -> dict:
+        cfg = self.config
+        seed = [cfg.seed, step]
+        torch.manual_seed(_seed_of(seed))  # the dropout masks of this step
+        batch = self._batch(step)
+        features = batch.features
+        if cfg.spec_augment and self.augment is not None:
+            features = self.augment(features, batch.feature_lengths,
+                                    torch.Generator().manual_seed(_seed_of(seed + [1])))
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        archs = sandwich(self.space, cfg.random_subnets, np.random.default_rng(seed))
+        record = {"step": step, "lr": learning_rate(cfg, step),
+                  "audio_seconds": float(batch.feature_lengths.sum()) / self.frames_per_second}
+        teacher = None
+        for i, arch in enumerate(archs):
+            out = self.net(features, arch, batch.feature_lengths)
+            loss = ctc_loss(out, batch.targets, batch.target_lengths)
+            if (batch.intents >= 0).any():
+                loss = loss + cfg.intent_weight * F.cross_entropy(out.intent_logits, batch.intents, ignore_index=-1)
+            if teacher is None:
+                teacher = SubnetOutput(out.ctc_logits.detach(), out.intent_logits.detach(), out.lengths)
+                record["loss_largest"] = float(loss.detach())
+            else:
+                loss = loss + cfg.distill_weight * distillation_loss(out, teacher)
+                record["loss_smallest" if i == 1 else f"loss_random{i - 2}"] = float(loss.detach())
+            if not torch.isfinite(loss):
+                raise PredictnasError(f"training diverged at step {step} (loss {float(loss)}); lower --peak-lr")
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        return record
+
+    def _batch(self, step: int):
+        """Batch ``step`` of the run: epochs are consecutive, each shuffled by its own seed."""
+        if self._per_epoch is None:
+            self._per_epoch = len(self._epoch(0))
+            if not self._per_epoch:
+                raise PredictnasError("no training batches: the training set is empty")
+        epoch, index = divmod(step, self._per_epoch)
+        return self._epoch(epoch)[index]
+
+    def _epoch(self, epoch: int) -> Sequence:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            generator = torch.Generator().manual_seed(_seed_of([self.config.seed, epoch, 7]))
+            self._epoch_cache = (epoch, self.batches(epoch, generator))
+        return self._epoch_cache[1]
+
+    def _save_checkpoint(self, state: TrainState) -> None:
+        with atomic_path(self.run_dir / CHECKPOINT) as tmp:
+            torch.save({"step": state.step, "seconds": state.seconds, "history": state.history,
+                        "config": self.config.to_dict(), "data": self.data_fingerprint,
+                        "supernet": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}, tmp)
+
+    def _resume(self) -> TrainState:
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return TrainState(0, [], 0.0)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a checkpoint is only ever replaced atomically, so this is foreign or corrupt
+            raise PredictnasError(f"{path}: unreadable checkpoint ({e}); move it away to start afresh") from None
+        if ckpt["config"] != self.config.to_dict() or ckpt["data"] != self.data_fingerprint:
+            raise PredictnasError(f"{path}: written by a run with another configuration or data; "
+                                  "use another --run-dir or delete it to start afresh")
+        self.net.load_state_dict(ckpt["supernet"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        return TrainState(ckpt["step"], ckpt["history"], ckpt["seconds"])
+
+
+def _seed_of(entropy: list[int]) -> int:
+    """A well-mixed 32-bit seed from a list of integers (run seed, step, stream...)."""
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])

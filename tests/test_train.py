@@ -1,0 +1,127 @@
+"""Supernet training and evaluation on the tiny corpus, through the command line as a user runs it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from predictnas.space import get_space
+from predictnas.supernet import SubnetOutput, load_supernet
+from predictnas.train import TrainConfig, distillation_loss, learning_rate, sandwich
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Subprocess environment sharing one tiny corpus cache."""
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "PREDICTNAS_CACHE": str(cache)}
+
+
+def predictnas(env, *args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "predictnas", *map(str, args)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def run(env, *args) -> subprocess.CompletedProcess:
+    proc = predictnas(env, *args)
+    out, err = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def trained(env, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    result = run(env, "train", "--preset", "tiny", "--run-dir", run_dir, "--steps", 60)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def test_a_killed_training_run_resumes_and_ends_like_an_uninterrupted_one(env, trained, tmp_path):
+    proc = predictnas(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 60)
+    checkpoint = tmp_path / "train_checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    killed_at = torch.load(checkpoint, weights_only=True)["step"]
+    assert 0 < killed_at < 60 and not (tmp_path / "supernet.pt").exists()
+
+    resumed = run(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 60)
+    assert resumed.returncode == 0, resumed.stderr
+    history = json.loads((tmp_path / "train.json").read_text())["history"]
+    assert [h["step"] for h in history] == list(range(60))
+    a, b = load_supernet(trained / "supernet.pt"), load_supernet(tmp_path / "supernet.pt")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(x, y, atol=1e-5), name
+
+
+def test_a_checkpoint_from_another_configuration_is_refused(env, tmp_path, trained):
+    (tmp_path / "train_checkpoint.pt").write_bytes((trained / "train_checkpoint.pt").read_bytes())
+    result = run(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 60, "--seed", 9)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "another configuration" in result.stderr
+
+
+def test_training_learns_and_records_its_metadata(trained):
+    log = json.loads((trained / "train.json").read_text())
+    losses = [h["loss_largest"] for h in log["history"]]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    net = load_supernet(trained / "supernet.pt")
+    assert net.space.name == "speech-tiny" and net.space.n_intents == len(net.metadata["intents"]) == 24
+    assert net.metadata["sample_rate"] == 16000 and net.metadata["data"]["kind"] == "corpus"
+
+
+def test_eval_reports_wer_cer_and_intent_accuracy_per_environment(env, trained, tmp_path):
+    arch = get_space("speech-tiny").covering()[2]
+    arch_path = tmp_path / "arch.json"
+    arch_path.write_text(arch.to_json())
+    result = run(env, "eval", arch_path, "--run-dir", trained, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["wer"]) == {"quiet_home", "industrial_warehouse", "all"}
+    assert report["utterances"]["quiet_home"] == report["utterances"]["industrial_warehouse"] > 0
+    assert all(0 <= report["cer"][k] and 0 <= report["intent_accuracy"][k] <= 1 for k in report["wer"])
+    one = json.loads(run(env, "eval", arch_path, "--run-dir", trained, "--environment", "quiet_home", "--json").stdout)
+    assert set(one["wer"]) == {"quiet_home", "all"} and one["wer"]["quiet_home"] == report["wer"]["quiet_home"]
+    bad = run(env, "eval", arch_path, "--run-dir", trained, "--environment", "space_station")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "space_station" in bad.stderr
+    wrong_space = tmp_path / "big.json"
+    wrong_space.write_text((REPO / "data" / "archs" / "conformer-m.json").read_text())
+    refused = run(env, "eval", wrong_space, "--run-dir", trained)
+    assert refused.returncode == 2 and "width: 128 is not one of 32, 48" in refused.stderr
+
+
+def test_user_manifests_train_and_the_sample_rate_guard_names_both_rates(env, trained, tmp_path):
+    corpus = Path(load_supernet(trained / "supernet.pt").metadata["data"]["path"])
+    args = ("train", "--preset", "tiny", "--train-data", corpus / "train.jsonl", "--dev-data", corpus / "dev.jsonl")
+    wrong_rate = run(env, *args, "--run-dir", tmp_path / "a", "--steps", 2, "--sample-rate", 8000)
+    assert wrong_rate.returncode == 2
+    error = wrong_rate.stderr.strip().splitlines()[-1]
+    assert "16000 Hz" in error and "8000 Hz" in error and "--resample" in error
+    resampled = run(env, *args, "--run-dir", tmp_path / "b", "--steps", 2, "--sample-rate", 8000, "--resample")
+    assert resampled.returncode == 0, resampled.stderr
+    meta = load_supernet(tmp_path / "b" / "supernet.pt").metadata
+    assert meta["sample_rate"] == 8000 and meta["data"]["kind"] == "user" and len(meta["intents"]) == 24
+
+
+def test_sandwich_schedule_and_distillation(space):
+    archs = sandwich(space, 3, np.random.default_rng(0))
+    assert len(archs) == 5 and archs[0].width == max(space.config.widths) and archs[1].depth == min(space.config.depths)
+    config = TrainConfig(steps=100, warmup_steps=10, peak_lr=1e-3)
+    rates = [learning_rate(config, s) for s in range(100)]
+    assert rates[9] == pytest.approx(1e-3) and rates[0] < rates[5] < rates[9] and rates[-1] < 0.1 * rates[9]
+    logits = torch.randn(2, 7, 29)
+    out = SubnetOutput(logits, torch.randn(2, 24), torch.tensor([7, 4]))
+    assert distillation_loss(out, out).item() == pytest.approx(0.0, abs=1e-6)
+    other = SubnetOutput(logits.flip(-1), out.intent_logits, out.lengths)
+    assert distillation_loss(other, out).item() > 0
