@@ -1,0 +1,70 @@
+"""Dev-set accuracy of the largest, the smallest and N random subnets of a trained supernet.
+
+    python tools/eval_spread.py --run-dir runs/small [--random 20] [--seed 0] [--split dev] [--json spread.json]
+
+Shows whether the supernet serves the whole space and whether the spread between subnets is wide enough
+for an accuracy predictor to rank: WER per environment, CER, intent accuracy, parameters, and
+min / median / max over the random subnets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+import numpy as np
+
+from predictnas.complexity import param_counts
+from predictnas.data.dataset import epoch_batches
+from predictnas.data.text import CharTokenizer
+from predictnas.evaluate import bind, evaluate
+from predictnas.experiment import load_split, load_trained_supernet
+from predictnas.space import SearchSpace
+from predictnas.train import largest_arch, smallest_arch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", default="runs/small")
+    parser.add_argument("--random", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--json", dest="json_path")
+    args = parser.parse_args()
+
+    supernet = load_trained_supernet(args.run_dir)
+    space = SearchSpace(supernet.space)
+    store = load_split(supernet, args.split, args.run_dir)
+    batches = epoch_batches(store, supernet.metadata["intents"], batch_seconds=120.0)
+    archs = [("largest", largest_arch(space)), ("smallest", smallest_arch(space))]
+    archs += [(f"random{i}", space.decode(g)) for i, g in enumerate(space.sample(args.random, np.random.default_rng(args.seed)))]
+
+    rows = []
+    environments = sorted(store.environments)
+    header = "".join(f"{'WER ' + e[:14]:>20}" for e in environments)
+    print(f"{'subnet':<10}{'params':>10}{header}{'WER all':>9}{'CER all':>9}{'intent':>8}{'eval s':>8}")
+    for label, arch in archs:
+        result = evaluate(bind(supernet, arch), batches, CharTokenizer())
+        params = int(param_counts(space, space.encode(arch)[None])[0])
+        rows.append({"label": label, "arch_id": arch.arch_id, "arch": arch.to_dict(), "params": params, **result.to_dict()})
+        wers = "".join(f"{100 * result.wer[e]:>20.2f}" for e in environments)
+        print(f"{label:<10}{params:>10,}{wers}{100 * result.wer['all']:>9.2f}{100 * result.cer['all']:>9.2f}"
+              f"{100 * result.intent_accuracy['all']:>8.2f}{result.seconds:>8.1f}", flush=True)
+
+    random_rows = [r for r in rows if r["label"].startswith("random")]
+    summary = {}
+    for metric, key in [("wer", e) for e in environments + ["all"]] + [("intent_accuracy", "all")]:
+        values = [r[metric][key] for r in random_rows]
+        if values:
+            summary[f"{metric}/{key}"] = {"min": min(values), "median": statistics.median(values), "max": max(values)}
+    print(f"\nover {len(random_rows)} random subnets (min / median / max, %):")
+    for name, s in summary.items():
+        print(f"  {name:<32}{100 * s['min']:>8.2f}{100 * s['median']:>8.2f}{100 * s['max']:>8.2f}")
+    if args.json_path:
+        with open(args.json_path, "w") as f:
+            json.dump({"split": args.split, "rows": rows, "random_summary": summary}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
