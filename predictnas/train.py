@@ -12,7 +12,6 @@ step. A run killed at any point and started again ends with the same weights as 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm import tqdm
 
 from .errors import PredictnasError
 from .io import atomic_path, write_json
@@ -127,8 +127,6 @@ class Trainer:
 
     def fit(self, progress: bool = True) -> TrainState:
         state = self._resume()
-        from tqdm import tqdm
-
         bar = tqdm(total=self.config.steps, initial=state.step, disable=not progress, unit="step",
                    dynamic_ncols=True, desc="supernet")
         last_save, started = time.monotonic(), time.monotonic() - state.seconds
