@@ -182,6 +182,92 @@ def eval_command(arch_path: Path, run_dir: Path, supernet_path: Path | None, spl
                    f"{'-' if acc is None else f'{100 * acc:.2f}':>14}")
 
 
+@main.command("build-lut")
+@click.option("--device", "device_name", default="cpu", show_default=True,
+              help="cpu, cpu:N (N intra-op threads), cpu-int8 or cpu-int8:N.")
+@click.option("--input-seconds", type=float, default=None,
+              help="Reference input length in seconds of audio (default 24, see lut/README.md).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the table (default: lut/<device-id>.json).")
+@space_option
+@click.option("--calibration", "calibration_models", type=click.IntRange(min=3), default=30, show_default=True,
+              help="Random subnets timed end to end to fit the calibration.")
+@click.option("--heldout", "heldout_models", type=click.IntRange(min=2), default=30, show_default=True,
+              help="Other random subnets, timed twice, to report fidelity and the noise floor.")
+@click.option("--protocol", "protocols", default="standard", show_default=True,
+              help="Timing protocol: standard (drift-normalized), plain (not normalized) or quick (smoke tests only).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration and held-out subnets.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def build_lut_command(device_name: str, input_seconds: float | None, out_path: Path | None, space_name: str,
+                      calibration_models: int, heldout_models: int, protocols: str, seed: int, no_progress: bool) -> None:
+    """Measure every module shape of the space on a device, calibrate, and write the latency table.
+
+    Resumable: a killed build continues from OUT's .partial.json when rerun with the same options.
+    """
+    from .latency.build import DEFAULT_INPUT_SECONDS, BuildSettings, build_lut
+    from .latency.devices import get_device
+    from .latency.table import default_table_path
+
+    device = get_device(device_name)
+    settings = BuildSettings(space=space_name, input_seconds=input_seconds or DEFAULT_INPUT_SECONDS,
+                             calibration_models=calibration_models, heldout_models=heldout_models,
+                             protocols=protocols, seed=seed)
+    out_path = out_path or default_table_path(device.device_id, space_name)
+    table = build_lut(device, settings, out_path, progress=not no_progress,
+                      command=" ".join(["predictnas"] + sys.argv[1:]))
+    acc, cal = table.accuracy, table.calibration
+    held, retest = acc["heldout"], acc["test_retest"]
+    click.echo(f"wrote {out_path}: {len(table.entries)} entries on {table.device_id}, {table.input_seconds:g} s input "
+               f"({table.frames.input} frames, {table.frames.encoder} encoder frames), "
+               f"built in {table.build['seconds'] / 60:.1f} min")
+    click.echo(f"calibration on {len(table.models['calibration'])} subnets: latency = {cal.a:.3f} x table sum "
+               f"{cal.b:+.3f} ms" + (f" + {cal.c:.3f} ms per MB of weights past {cal.w0_bytes / 1e6:.1f} MB" if cal.c else ""))
+    click.echo(f"held-out ({held['n']} subnets): MAPE {100 * held['mape']:.1f} %, within +-10 % "
+               f"{100 * held['within_10']:.0f} %, Spearman {held['spearman']:.3f}, Kendall {held['kendall']:.3f} "
+               f"(raw sum: MAPE {100 * acc['heldout_raw_sum']['mape']:.1f} %)")
+    click.echo(f"noise floor (the held-out subnets timed twice): within +-10 % {100 * retest['within_10']:.0f} %, "
+               f"MAPE {100 * retest['mape']:.1f} %")
+    low, high = acc["measured_range_ms"]
+    est, span = acc["random_subnets_estimate_ms"], acc["space_span_ms"]
+    click.echo(f"span of the space: fastest subnet {span['fastest']['measured_ms']:.1f} ms measured "
+               f"({span['fastest']['predicted_ms']:.1f} predicted), slowest {span['slowest']['measured_ms']:.1f} ms "
+               f"({span['slowest']['predicted_ms']:.1f} predicted); random subnets measured {low:.1f}-{high:.1f} ms, "
+               f"estimated p1 {est['p1']:.1f} / median {est['p50']:.1f} / p99 {est['p99']:.1f} ms")
+
+
+@main.command("estimate")
+@click.argument("arch_path", metavar="ARCH.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--lut", "lut_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Latency table (default: the shipped table of --device for --space).")
+@click.option("--device", "device_name", default="cpu", show_default=True, help="Device whose shipped table to use.")
+@space_option
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
+def estimate_command(arch_path: Path, lut_path: Path | None, device_name: str, space_name: str, as_json: bool) -> None:
+    """Predicted latency (ms) and parameter count of ARCH.json from a latency table."""
+    from .latency.devices import get_device
+    from .latency.estimate import LatencyEstimator
+    from .latency.table import LatencyTable, find_table
+
+    get_device(device_name)
+    table = LatencyTable.load(lut_path or find_table(device_name, space_name))
+    space = SearchSpace(table.space)
+    arch = load_arch(arch_path, space)
+    estimator = LatencyEstimator(table, space)
+    raw_ns, _ = estimator.raw_arch(arch)
+    latency = estimator.estimate_arch(arch)
+    warning = table.check_device(allow_mismatch=True)
+    if warning:
+        click.echo(f"warning: hardware gap: {warning}", err=True)
+    params = _params_of(space, arch)
+    if as_json:
+        click.echo(json.dumps({"arch_id": arch.arch_id, "latency_ms": latency, "table_sum_ms": raw_ns / 1e6,
+                               "params": params, "device_id": table.device_id, "lut": table.source,
+                               "input_seconds": table.input_seconds, "hardware_gap": warning}, indent=2))
+        return
+    click.echo(f"arch {arch.arch_id}: {latency:.2f} ms predicted on {table.device_id} ({table.input_seconds:g} s input; "
+               f"table sum {raw_ns / 1e6:.2f} ms), {params:,} parameters")
+
+
 def load_arch(path: Path, space: SearchSpace) -> Arch:
     """Read and check an ARCH.json (a bare architecture or a ``top.json`` entry)."""
     return space.from_json(read_json(path), source=str(path))

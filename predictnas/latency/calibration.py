@@ -1,0 +1,116 @@
+"""From the raw sum of table entries to a whole-model latency, and how well that holds on held-out models.
+
+Modules timed alone miss the fusions and the cache effects of the whole graph, so the raw sum is biased.
+The correction, fitted per device on whole subnets measured end to end::
+
+    latency = a * raw_sum + b + c * max(0, W - W0)
+
+``W`` is the model's fp32 weight bytes. Below ``W0`` the weights stay cache-resident and modules timed
+alone behave as in the model; above it GEMMs stream weights from memory and every isolated-module table
+under-predicts. ``W0`` is fitted too (the knee moves between hosts); ``c = 0`` when no knee helps.
+The fit minimizes squared *relative* error, the quantity the fidelity goals are stated in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+FORM = "a * raw_sum_ms + b + c * max(0, weight_bytes - w0_bytes) / 1e6"
+MIN_POINTS_PAST_KNEE = 3
+
+
+@dataclass(frozen=True)
+class Calibration:
+    a: float = 1.0
+    b: float = 0.0
+    c: float = 0.0  # ms per MB of weights past the knee
+    w0_bytes: float = 0.0
+
+    def apply(self, raw_ms: np.ndarray, weight_bytes: np.ndarray) -> np.ndarray:
+        """Calibrated latency (ms), elementwise over arrays (one code path for one arch or a million)."""
+        past = np.maximum(np.asarray(weight_bytes, dtype=np.float64) - self.w0_bytes, 0.0) / 1e6
+        return self.a * np.asarray(raw_ms, dtype=np.float64) + self.b + self.c * past
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"form": FORM, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Calibration":
+        return cls(**{k: float(d[k]) for k in ("a", "b", "c", "w0_bytes")})
+
+
+def fit(raw_ms: np.ndarray, weight_bytes: np.ndarray, measured_ms: np.ndarray) -> Calibration:
+    """Least squares in relative error over ``(a, b, c)`` for each candidate knee; the best knee wins.
+
+    Candidate knees are the measured models' own weight sizes with at least
+    ``MIN_POINTS_PAST_KNEE`` models past them (a knee fitted on one or two models fits their noise).
+    """
+    raw, w, y = (np.asarray(v, dtype=np.float64) for v in (raw_ms, weight_bytes, measured_ms))
+    if len(y) < 3:
+        raise ValueError("calibration needs at least 3 measured models")
+    scale = 1.0 / y  # rows divided by the target: residuals become relative errors
+    best, best_loss = Calibration(), np.inf
+    knees = [None] + [k for k in np.unique(w) if (w > k).sum() >= MIN_POINTS_PAST_KNEE]
+    for knee in knees:
+        columns = [raw, np.ones_like(raw)] + ([] if knee is None else [np.maximum(w - knee, 0.0) / 1e6])
+        x = np.stack(columns, axis=1) * scale[:, None]
+        coef, *_ = np.linalg.lstsq(x, y * scale, rcond=None)
+        if coef[0] <= 0 or (knee is not None and coef[2] <= 0):
+            continue  # a shrinking latency with more work or more weights is noise, not a knee
+        loss = float(np.sum((x @ coef - 1.0) ** 2))
+        if loss < best_loss - 1e-12:
+            best = Calibration(float(coef[0]), float(coef[1]), float(coef[2]) if knee is not None else 0.0,
+                               float(knee) if knee is not None else 0.0)
+            best_loss = loss
+    return best
+
+
+# ---- fidelity metrics --------------------------------------------------------------------------------
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks with ties averaged."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.arange(len(x), dtype=np.float64)
+    for value in np.unique(x):
+        tied = x == value
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = _ranks(np.asarray(a, dtype=np.float64)), _ranks(np.asarray(b, dtype=np.float64))
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def kendall(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's tau-b (pairs, O(n^2): for the tens of models a build measures)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    da, db = np.sign(a[:, None] - a[None, :]), np.sign(b[:, None] - b[None, :])
+    upper = np.triu(np.ones_like(da, dtype=bool), k=1)
+    concordance = float((da * db)[upper].sum())
+    ties_a, ties_b = float((da[upper] != 0).sum()), float((db[upper] != 0).sum())
+    return concordance / np.sqrt(ties_a * ties_b) if ties_a and ties_b else float("nan")
+
+
+def fidelity(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    """MAPE, share within +-10 %, Spearman and Kendall of predictions against measurements."""
+    p, m = np.asarray(predicted, dtype=np.float64), np.asarray(measured, dtype=np.float64)
+    rel = np.abs(p - m) / m
+    return {"n": int(len(m)), "mape": float(rel.mean()), "within_10": float((rel <= 0.10).mean()),
+            "max_error": float(rel.max()), "spearman": spearman(p, m), "kendall": kendall(p, m)}
+
+
+def retest_agreement(first: np.ndarray, second: np.ndarray) -> dict[str, float]:
+    """Agreement of the same models measured twice: the noise floor of every fidelity figure."""
+    a, b = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    rel = np.abs(b - a) / a
+    return {"n": int(len(a)), "within_10": float((rel <= 0.10).mean()), "mape": float(rel.mean()),
+            "max_error": float(rel.max()), "spearman": spearman(a, b)}

@@ -1,0 +1,181 @@
+"""The latency table file (``lut/<device-id>.json``): what it holds, and reading it back with one-line errors.
+
+A table is data: the device and its fingerprint, the search space and reference input it was measured
+for, the protocol, one entry per :class:`~predictnas.latency.keys.Key`, the calibration, its accuracy on
+held-out models, and every whole-model measurement behind those figures. ``schema`` is checked on
+load: a table from another schema version is refused, not guessed at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import PredictnasError
+from ..io import read_json, write_json
+from ..space import DEFAULT_SPACE, SpaceConfig
+from .calibration import Calibration
+from .keys import Frames, Key
+from .protocol import Measurement
+
+FORMAT = "predictnas-latency-table"
+SCHEMA_VERSION = 1
+LUT_DIR = Path(__file__).resolve().parents[2] / "lut"
+
+
+class MissingEntry(PredictnasError):
+    """An architecture needs a module shape the table does not hold."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: Key
+    measurement: Measurement
+    params: int  # parameters of the module (its fp32 weights are 4 bytes each)
+    attempt: int = 0  # which build attempt measured it (a resumed build keeps earlier attempts' entries)
+    scale: float = 1.0  # drift correction applied to ``measurement.ms`` (nominal / current reference latency)
+
+    @property
+    def ns(self) -> int:
+        """The entry in integer nanoseconds: sums of entries are exact and order-independent."""
+        return round(self.measurement.ms * 1e6)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key.to_dict(), **self.measurement.to_dict(), "params": self.params,
+                "attempt": self.attempt, "scale": round(self.scale, 6)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Entry":
+        return cls(Key.from_dict(d["key"]), Measurement.from_dict(d), int(d["params"]), int(d.get("attempt", 0)),
+                   float(d.get("scale", 1.0)))
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    device: dict[str, Any]  # {"name", "id", "fingerprint"}
+    space: SpaceConfig
+    input_seconds: float
+    frames: Frames
+    protocol: dict[str, Any]
+    reference_ms: float  # nominal latency of the protocol's reference graph on this device
+    entries: dict[Key, Entry]
+    calibration: Calibration
+    accuracy: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)  # the measured whole models behind the calibration
+    build: dict[str, Any] = field(default_factory=dict)
+    source: str = "latency table"  # where it was read from, for messages
+
+    @property
+    def device_id(self) -> str:
+        return self.device["id"]
+
+    def entry(self, key: Key) -> Entry:
+        try:
+            return self.entries[key]
+        except KeyError:
+            raise MissingEntry(f"{self.source}: no entry for {key} (device {self.device_id}, space "
+                               f"{self.space.name}, {self.input_seconds:g} s input); rebuild it with "
+                               f"predictnas build-lut --space {self.space.name} "
+                               f"--input-seconds {self.input_seconds:g}") from None
+
+    def check_device(self, allow_mismatch: bool = False) -> str | None:
+        """Hardware gap guard: ``None`` if this machine matches the table's fingerprint; else the mismatch
+        description (``allow_mismatch``, for a loud warning) or :class:`~.devices.DeviceMismatch`."""
+        from .devices import check_device, get_device
+
+        return check_device(self.device["fingerprint"], get_device(self.device["name"]), allow_mismatch, self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "schema": SCHEMA_VERSION, "device": self.device, "space": self.space.to_dict(),
+            "reference_input": {"seconds": self.input_seconds, "frames": self.frames.input,
+                                "encoder_frames": self.frames.encoder, "reduced_frames": self.frames.reduced},
+            "protocol": self.protocol, "reference_ms": self.reference_ms,
+            "entries": [e.to_dict() for e in self.entries.values()],
+            "calibration": self.calibration.to_dict(), "accuracy": self.accuracy, "models": self.models,
+            "build": self.build,
+        }
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+    def content_hash(self) -> str:
+        """A stable hash of the table's content (what a search bundle records)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "latency table") -> "LatencyTable":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise PredictnasError(f"{source}: not a predictnas latency table (no \"format\": \"{FORMAT}\")")
+        if data.get("schema") != SCHEMA_VERSION:
+            raise PredictnasError(f"{source}: latency table schema version {data.get('schema')!r} is not supported "
+                                  f"(this predictnas reads version {SCHEMA_VERSION}); rebuild it with predictnas build-lut")
+        try:
+            ref = data["reference_input"]
+            frames = Frames(int(ref["frames"]), int(ref["encoder_frames"]), int(ref["reduced_frames"]))
+            if frames != Frames.of(frames.input):
+                raise ValueError(f"reference_input: frame counts {frames} do not follow from {frames.input} frames")
+            entries = {}
+            for i, raw in enumerate(_typed(data, "entries", list)):
+                try:
+                    entry = Entry.from_dict(raw)
+                except KeyError as e:
+                    raise ValueError(f"entries[{i}]: missing field {e}") from None
+                except (PredictnasError, TypeError, ValueError) as e:
+                    raise ValueError(f"entries[{i}]: {e}") from None
+                if not entry.measurement.ms >= 0:
+                    raise ValueError(f"entries[{i}]: negative or missing latency")
+                entries[entry.key] = entry
+            device = _typed(data, "device", dict)
+            for name in ("name", "id", "fingerprint"):
+                _typed(device, name, dict if name == "fingerprint" else str)
+            return cls(
+                device=device, space=SpaceConfig.from_dict(_typed(data, "space", dict)),
+                input_seconds=float(ref["seconds"]), frames=frames, protocol=_typed(data, "protocol", dict),
+                reference_ms=float(data["reference_ms"]), entries=entries,
+                calibration=Calibration.from_dict(_typed(data, "calibration", dict)),
+                accuracy=_typed(data, "accuracy", dict), models=_typed(data, "models", dict),
+                build=_typed(data, "build", dict), source=source)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            what = f"missing field {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+            raise PredictnasError(f"{source}: malformed latency table ({what})") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        return cls.from_dict(read_json(path), source=str(path))
+
+
+def _typed(d: dict, name: str, kind: type) -> Any:
+    value = d[name]
+    if not isinstance(value, kind):
+        raise TypeError(f"{name}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def default_table_path(device_id: str, space_name: str = DEFAULT_SPACE.name, directory: Path = LUT_DIR) -> Path:
+    """Where ``build-lut`` writes by default: ``lut/<device-id>.json`` (other spaces: ``lut/<space>-<id>.json``)."""
+    return directory / (f"{device_id}.json" if space_name == DEFAULT_SPACE.name else f"{space_name}-{device_id}.json")
+
+
+def find_table(device_name: str = "cpu", space_name: str = DEFAULT_SPACE.name, directory: Path = LUT_DIR) -> Path:
+    """The shipped table for a device name and space: the one built on this machine's fingerprint if
+    there is one, else any table of that device name (the caller warns about the hardware gap)."""
+    from .devices import get_device
+
+    device = get_device(device_name)
+    exact = default_table_path(device.device_id, space_name, directory)
+    if exact.exists():
+        return exact
+    for path in sorted(directory.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if (isinstance(data, dict) and data.get("format") == FORMAT and data.get("device", {}).get("name") == device_name
+                and data.get("space", {}).get("name") == space_name):
+            return path
+    raise PredictnasError(f"no latency table for device {device_name!r} and space {space_name!r} in {directory}; "
+                          f"build one with predictnas build-lut --device {device_name} --space {space_name}, or pass --lut")
