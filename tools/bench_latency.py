@@ -14,13 +14,13 @@ import argparse
 import json
 import platform
 import statistics
-import time
 
 import numpy as np
 
 from predictnas.latency import Calibration, Entry, LatencyEstimator, LatencyTable, Measurement, enumerate_keys
 from predictnas.latency.keys import Frames
 from predictnas.space import get_space
+from benchutil import timed  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
 def synthetic_table(space_name: str) -> LatencyTable:
@@ -31,12 +31,6 @@ def synthetic_table(space_name: str) -> LatencyTable:
                for k in enumerate_keys(space.config, frames)}
     return LatencyTable({"name": "cpu", "id": "synthetic", "fingerprint": {}}, space.config, 4.0, frames, {}, 1.0,
                         entries, Calibration(0.9, 0.5, 0.2, 8e6), source="synthetic table")
-
-
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 def main() -> None:

@@ -13,18 +13,12 @@ import argparse
 import json
 import platform
 import statistics
-import time
 
 import numpy as np
 
 from predictnas.complexity import param_counts
 from predictnas.space import get_space
-
-
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
+from benchutil import timed  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
 def main() -> None:
