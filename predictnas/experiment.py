@@ -71,11 +71,12 @@ def split_utterances(sources: DataSources) -> tuple[dict[str, list], dict]:
         raise PredictnasError("user data needs both --train-data and --dev-data")
     if sources.train is not None:
         splits = {"train": load_dataset(sources.train), "dev": load_dataset(sources.dev)}
-        return splits, {"kind": "user", "train": str(sources.train), "dev": str(sources.dev)}
+        return splits, {"kind": "user", "train": str(sources.train.resolve()), "dev": str(sources.dev.resolve())}
     info = build_corpus(sources.corpus_root or default_corpus_root(),
                         get_recipe(sources.corpus_preset, sample_rate=sources.sample_rate))
     splits = {split: load_dataset(info.manifest(split)) for split in SPLITS}
-    return splits, {"kind": "corpus", "path": str(info.path), "recipe_hash": info.recipe_hash,
+    # absolute, so later stages find the data from any working directory
+    return splits, {"kind": "corpus", "path": str(Path(info.path).resolve()), "recipe_hash": info.recipe_hash,
                     "intents": list(info.intents)}
 
 
@@ -120,7 +121,10 @@ def load_split(supernet: Supernet, split: str = "dev", run_dir: str | Path | Non
     features = FeatureConfig.from_dict(meta["features"])
     description = meta["data"]
     if description["kind"] == "corpus":
-        info = load_corpus_info(description["path"])
+        path = Path(description["path"])
+        if not path.exists():  # the cache moved: look for the same recipe in this machine's cache
+            path = default_corpus_root() / path.name
+        info = load_corpus_info(path)
         utterances = load_dataset(info.manifest(split))
     elif split in ("train", "dev"):
         utterances = load_dataset(description[split])
