@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 
 import numpy as np
 
 from predictnas.latency import Calibration, Entry, LatencyEstimator, LatencyTable, Measurement, enumerate_keys
 from predictnas.latency.keys import Frames
 from predictnas.space import get_space
-from benchutil import timed  # noqa: E402  (tools/ is on sys.path when run as a script)
+from benchutil import print_stages, spread, timed  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
 def synthetic_table(space_name: str) -> LatencyTable:
@@ -61,13 +60,11 @@ def main() -> None:
         "n": args.n, "repeats": args.repeats, "table": table.source, "space": space.config.name,
         "machine": platform.processor() or platform.machine(), "numpy": np.__version__,
         "estimator_init_seconds": t_init,
-        "seconds": {k: {"median": statistics.median(v), "min": min(v), "max": max(v)} for k, v in stages.items()},
+        "seconds": {k: spread(v) for k, v in stages.items()},
         "per_arch_python_per_second": len(archs) / t_python,
     }
     print(f"{args.n:,} architectures of {space.config.name}, {args.repeats} repeats (seconds); table: {table.source}")
-    print(f"{'stage':<28}{'median':>9}{'min':>9}{'max':>9}{'candidates/s (median)':>24}")
-    for name, s in results["seconds"].items():
-        print(f"{name:<28}{s['median']:>9.3f}{s['min']:>9.3f}{s['max']:>9.3f}{args.n / s['median']:>24,.0f}")
+    print_stages(results["seconds"], args.n, "candidates/s (median)")
     print(f"estimator construction (dense tables): {t_init:.3f} s; per-arch path (walk + dict lookups): "
           f"{results['per_arch_python_per_second']:,.0f} archs/s")
     rate = args.n / results["seconds"]["estimate (F-order genes)"]["median"]

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 
 import numpy as np
 
 from predictnas.complexity import param_counts
 from predictnas.space import get_space
-from benchutil import timed  # noqa: E402  (tools/ is on sys.path when run as a script)
+from benchutil import print_stages, spread, timed  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
 def main() -> None:
@@ -54,13 +53,11 @@ def main() -> None:
     results = {
         "n": args.n, "repeats": args.repeats, "machine": platform.processor() or platform.machine(),
         "numpy": np.__version__, "valid_share": min(valid_share),
-        "seconds": {k: {"median": statistics.median(v), "min": min(v), "max": max(v)} for k, v in stages.items()},
+        "seconds": {k: spread(v) for k, v in stages.items()},
         "per_arch_python_round_trip_per_second": args.python_archs / t_python,
     }
     print(f"{args.n:,} architectures, {args.repeats} repeats (seconds)")
-    print(f"{'stage':<26}{'median':>9}{'min':>9}{'max':>9}{'rows/s (median)':>18}")
-    for name, s in results["seconds"].items():
-        print(f"{name:<26}{s['median']:>9.3f}{s['min']:>9.3f}{s['max']:>9.3f}{args.n / s['median']:>18,.0f}")
+    print_stages(results["seconds"], args.n, "rows/s (median)")
     print(f"valid rows: {results['valid_share']:.1%}; per-arch Python genes->JSON->Arch->genes: "
           f"{results['per_arch_python_round_trip_per_second']:,.0f} archs/s")
     if args.n == 1_000_000:

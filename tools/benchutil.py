@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 
 
@@ -10,3 +11,16 @@ def timed(fn):
     start = time.perf_counter()
     result = fn()
     return time.perf_counter() - start, result
+
+
+def spread(values) -> dict:
+    """Median, min and max of repeated measurements (what every benchmark here reports)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def print_stages(seconds: dict, n: int, rate_label: str) -> None:
+    """One row per stage: median / min / max seconds over repeats, and ``n`` per median second."""
+    width = max(map(len, seconds)) + 2
+    print(f"{'stage':<{width}}{'median':>9}{'min':>9}{'max':>9}{rate_label:>{len(rate_label) + 3}}")
+    for name, s in seconds.items():
+        print(f"{name:<{width}}{s['median']:>9.3f}{s['min']:>9.3f}{s['max']:>9.3f}{n / s['median']:>{len(rate_label) + 3},.0f}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 
 import numpy as np
 
@@ -22,6 +21,7 @@ from predictnas.evaluate import bind, evaluate
 from predictnas.experiment import load_split, load_trained_supernet
 from predictnas.space import SearchSpace
 from predictnas.train import largest_arch, smallest_arch
+from benchutil import spread  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
     for metric, key in [("wer", e) for e in environments + ["all"]] + [("intent_accuracy", "all")]:
         values = [r[metric][key] for r in random_rows]
         if values:
-            summary[f"{metric}/{key}"] = {"min": min(values), "median": statistics.median(values), "max": max(values)}
+            summary[f"{metric}/{key}"] = spread(values)
     print(f"\nover {len(random_rows)} random subnets (min / median / max, %):")
     for name, s in summary.items():
         print(f"  {name:<32}{100 * s['min']:>8.2f}{100 * s['median']:>8.2f}{100 * s['max']:>8.2f}")
