@@ -241,9 +241,12 @@ def build_lut_command(device_name: str, input_seconds: float | None, out_path: P
               help="Latency table (default: the shipped table of --device for --space).")
 @click.option("--device", "device_name", default="cpu", show_default=True, help="Device whose shipped table to use.")
 @space_option
+@click.option("--predictor", "predictor_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also predict WER per environment with this predictor.json (from `predictnas fit`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
-def estimate_command(arch_path: Path, lut_path: Path | None, device_name: str, space_name: str, as_json: bool) -> None:
-    """Predicted latency (ms) and parameter count of ARCH.json from a latency table."""
+def estimate_command(arch_path: Path, lut_path: Path | None, device_name: str, space_name: str,
+                     predictor_path: Path | None, as_json: bool) -> None:
+    """Predicted latency (ms), parameter count and, with a predictor, WER of ARCH.json."""
     from .latency.devices import get_device
     from .latency.estimate import LatencyEstimator
     from .latency.table import LatencyTable, find_table
@@ -259,13 +262,28 @@ def estimate_command(arch_path: Path, lut_path: Path | None, device_name: str, s
     if warning:
         click.echo(f"warning: hardware gap: {warning}", err=True)
     params = _params_of(space, arch)
+    predicted = _predicted_errors(predictor_path, space, arch) if predictor_path is not None else None
     if as_json:
         click.echo(json.dumps({"arch_id": arch.arch_id, "latency_ms": latency, "table_sum_ms": raw_ns / 1e6,
                                "params": params, "device_id": table.device_id, "lut": table.source,
-                               "input_seconds": table.input_seconds, "hardware_gap": warning}, indent=2))
+                               "input_seconds": table.input_seconds, "hardware_gap": warning,
+                               "predicted": predicted}, indent=2))
         return
     click.echo(f"arch {arch.arch_id}: {latency:.2f} ms predicted on {table.device_id} ({table.input_seconds:g} s input; "
                f"table sum {raw_ns / 1e6:.2f} ms), {params:,} parameters")
+    if predicted is not None:
+        click.echo("  predicted " + ", ".join(f"{target} {100 * value:.2f} %" for target, value in predicted.items()))
+
+
+def _predicted_errors(path: Path, space: SearchSpace, arch: Arch) -> dict[str, float]:
+    from .predictor import AccuracyPredictor
+
+    predictor = AccuracyPredictor.load(path)
+    if predictor.space.config != space.config:
+        raise PredictnasError(f"{path}: fit on space {predictor.space.config.name!r}, the architecture is in "
+                              f"{space.config.name!r}")
+    genes = space.encode(arch)[None]
+    return {target: float(predictor.predict(genes, target)[0]) for target in predictor.targets}
 
 
 def load_arch(path: Path, space: SearchSpace) -> Arch:
@@ -306,6 +324,14 @@ def _format_summary(s: dict) -> str:
 def _params_of(space: SearchSpace, arch: Arch) -> int:
     return int(param_counts(space, space.encode(arch)[None])[0])
 
+
+from .cli_predictor import fit_command, sample_command  # noqa: E402  (registered after the group exists)
+from .cli_search import search_command, verify_command  # noqa: E402
+
+main.add_command(sample_command)
+main.add_command(fit_command)
+main.add_command(search_command)
+main.add_command(verify_command)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,14 +1,53 @@
-"""Closed-form costs of architectures, vectorized over gene matrices.
+"""Closed-form costs of architectures, vectorized over gene matrices: parameters, FLOPs, peak activations.
 
-The formulas mirror the layers of :mod:`predictnas.supernet.subnet`; a test checks them against the
-parameter count of real extracted modules for hundreds of random architectures.
+The formulas mirror the layers of :mod:`predictnas.supernet.subnet`; tests check parameters and FLOPs
+against real extracted modules (parameter counts exactly, FLOPs against torch's ``FlopCounterMode``).
+
+How a cost is computed. Every cost here splits into a part that depends only on the six global genes
+(front-end, downsampling, heads, dense skips) and one part per block slot that depends on the width, the
+frame rate the slot runs at ("stage") and the slot's own genes. The formulas are evaluated once per
+space (and input length) over every combination of those genes, filling two small dense tables; scoring a
+gene matrix is then index arithmetic over gene columns and one gather per block slot, with no Python loop
+over rows. (The same layout as :class:`predictnas.latency.estimate.LatencyEstimator`.)
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
-from .space import SearchSpace
+from .space import SearchSpace, SpaceConfig
+
+BYTES_PER_FLOAT = 4
+ENCODER, REDUCED, INACTIVE = 0, 1, 2  # stage of a block slot: frame rate it runs at, or beyond the depth
+
+
+def _halve(frames):
+    """Frames after a stride-2 layer with same-length padding: ceil(n / 2) (the model's ``halve_lengths``)."""
+    return (frames + 1) // 2
+
+
+@dataclass(frozen=True)
+class _Frames:
+    input: int  # feature frames into the front-end
+    first: int  # after the front-end's first stride-2 conv
+    encoder: int  # after the front-end (4x fewer)
+    reduced: int  # after the optional mid-encoder downsampling
+
+    @classmethod
+    def of(cls, input_frames: int) -> "_Frames":
+        first = _halve(input_frames)
+        encoder = _halve(first)
+        return cls(input_frames, first, encoder, _halve(encoder))
+
+
+# ---- the formulas, over arrays of choice values --------------------------------------------------------
+# Arguments are broadcastable int64 arrays of choice *values* (width 128, kernel 7, ...); ``kind`` is an
+# index into ``SpaceConfig.conv_kinds``; ``t`` is the frame count the block runs at.
 
 
 def _linear(n_in, n_out):
@@ -19,34 +58,239 @@ def _norm(width):
     return 2 * width
 
 
+def _block_params(c: SpaceConfig, w, t, heads, ffn, kind, kernel, placement):
+    inner = heads * c.head_dim
+    attention = _norm(w) + 3 * _linear(w, inner) + _linear(inner, w)
+    feed_forward = _norm(w) + _linear(w, ffn) + _linear(ffn, w)
+    grouped = kind == c.conv_kinds.index("grouped") if "grouped" in c.conv_kinds else False
+    conv_weights = np.where(grouped, c.group_size, 1) * w * kernel + w
+    conv = np.where(kind == c.conv_kinds.index("none"), 0, 2 * _norm(w) + 3 * _linear(w, w) + conv_weights)
+    return attention + feed_forward + conv + _norm(w)  # + the block's out_norm
+
+
+def _global_params(c: SpaceConfig, f: _Frames, kernel, dwsep, w, depth, dense, downsample_after):
+    m = c.n_mels
+    full_frontend = (w * m * kernel + w) + (w * w * kernel + w)
+    dwsep_frontend = (m * kernel + m) + _linear(m, w) + (w * kernel + w) + _linear(w, w)
+    total = np.where(dwsep, dwsep_frontend, full_frontend)
+    has_downsample = downsample_after > 0
+    first_stage = np.where(has_downsample, downsample_after, depth)
+    second_stage = depth - first_stage
+    skip_weights = (first_stage * (first_stage - 1) + second_stage * (second_stage - 1)) // 2
+    total += np.where(dense, skip_weights, 0)
+    total += np.where(has_downsample, (3 * w + w) + _linear(w, w), 0)
+    return total + _norm(w) + _linear(w, c.vocab_size) + _linear(w, c.n_intents)
+
+
+# FLOPs are 2 x the multiply-accumulates of the linear, convolution and attention-matmul layers (biases,
+# norms, activations, softmax and residual adds are not counted), as torch's FlopCounterMode counts them.
+
+
+def _block_flops(c: SpaceConfig, w, t, heads, ffn, kind, kernel, placement):
+    inner = heads * c.head_dim
+    attention = 2 * t * (3 * w * inner + inner * w) + 2 * 2 * t * t * inner  # projections; scores and context
+    feed_forward = 2 * t * 2 * w * ffn
+    grouped = kind == c.conv_kinds.index("grouped") if "grouped" in c.conv_kinds else False
+    taps = np.where(grouped, c.group_size, 1) * kernel  # inputs per output channel of the conv
+    conv = np.where(kind == c.conv_kinds.index("none"), 0, 2 * t * (3 * w * w + w * taps))
+    return attention + feed_forward + conv
+
+
+def _global_flops(c: SpaceConfig, f: _Frames, kernel, dwsep, w, depth, dense, downsample_after):
+    m = c.n_mels
+    full_frontend = 2 * (f.first * w * m * kernel + f.encoder * w * w * kernel)
+    dwsep_frontend = 2 * (f.first * m * (kernel + w) + f.encoder * w * (kernel + w))
+    total = np.where(dwsep, dwsep_frontend, full_frontend)
+    total += np.where(downsample_after > 0, 2 * f.reduced * w * (3 + w), 0)  # depthwise k=3 + pointwise
+    return total + 2 * f.encoder * w * c.vocab_size + 2 * w * c.n_intents  # CTC head per frame, intent pooled
+
+
+# Peak activations: floats live at once, see :func:`peak_activation_bytes` for the model.
+
+
+def _block_working_floats(c: SpaceConfig, w, t, heads, ffn, kind, kernel, placement):
+    inner = heads * c.head_dim
+    attention = t * w + 4 * t * inner + 2 * heads * t * t  # norm; q, k, v, context; scores and softmax
+    has_conv = kind != c.conv_kinds.index("none")
+    parallel = has_conv & (placement == c.conv_placements.index("parallel"))
+    conv = np.where(has_conv, 4 * t * w, 0) + np.where(parallel, t * w, 0)  # norm, value, gate, sigmoid
+    feed_forward = t * w + 2 * t * ffn  # norm, up, activation
+    return t * w + np.maximum(np.maximum(attention, conv), feed_forward)  # + the residual sum being formed
+
+
+def _global_peak_floats(c: SpaceConfig, f: _Frames, kernel, dwsep, w, depth, dense, downsample_after):
+    frontend = f.input * c.n_mels + np.where(dwsep, f.first * c.n_mels, 0) + 2 * f.first * w
+    has_downsample = downsample_after > 0
+    downsample = np.where(has_downsample, f.encoder * w + 2 * f.reduced * w, 0)  # skip kept for the upsample
+    heads = 2 * f.encoder * w + f.encoder * c.vocab_size  # trunk, its norm, CTC logits
+    restore = np.where(has_downsample, 3 * f.encoder * w + f.reduced * w, 0)  # upsampled + skip + their sum
+    return np.maximum(np.maximum(frontend, downsample), np.maximum(heads, restore))
+
+
+def _slot_carried_floats(f: _Frames, w, stage, states):
+    """Tensors a block slot cannot free: its input, with dense connectivity the earlier states of its stage
+    (``states`` of them), and in the reduced stage the full-rate skip kept for the upsample."""
+    t = np.where(stage == REDUCED, f.reduced, f.encoder)
+    carried = (1 + states) * t * w + np.where(stage == REDUCED, f.encoder * w, 0)
+    return np.where(stage == INACTIVE, 0, carried)
+
+
+# ---- tables: the formulas over every gene combination --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CostTables:
+    global_cost: np.ndarray  # by the row-major flat code of the six global genes
+    block_cost: np.ndarray  # by slot_base + the flat code of the block genes
+    slot_base: np.ndarray  # (max_depth, n_context): offset of the slot's (width, stage) part of block_cost
+    slot_extra: np.ndarray | None  # (max_depth, n_context): cost of a slot besides its block's own
+    combine: np.ufunc  # how slot costs join the global cost: np.add (totals) or np.maximum (peaks)
+
+
+BlockFormula = Callable[..., np.ndarray]
+GlobalFormula = Callable[..., np.ndarray]
+
+
+def _grid(*sizes: int) -> list[np.ndarray]:
+    """Index arrays of every combination, row-major (the last index varies fastest)."""
+    return [a.ravel() for a in np.indices(sizes)]
+
+
+def _context_shape(space: SearchSpace) -> tuple[int, ...]:
+    return tuple(int(space.highs[j]) for j in _CONTEXT_GENES)
+
+
+_CONTEXT_GENES = (3, 5, 2, 4)  # depth, downsample_after, width, connectivity: what a slot's stage depends on
+
+
+def _stages_and_states(space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
+    """Per block slot and context: the slot's stage, and how many earlier states of its stage stay live."""
+    c = space.config
+    shape = _context_shape(space)
+    stage = np.full((c.max_depth, int(np.prod(shape))), INACTIVE, dtype=np.int64)
+    states = np.zeros_like(stage)
+    for flat, (d, ds, _w, conn) in enumerate(itertools.product(*(range(n) for n in shape))):
+        depth, downsample = c.depths[d], ds  # downsample gene j means "after block j" (0 = none)
+        dense = c.connectivities[conn] == "dense"
+        for b in range(depth):
+            reduced = bool(downsample) and b >= downsample
+            stage[b, flat] = REDUCED if reduced else ENCODER
+            if dense:  # block b of a dense stage gathers every state since the stage began
+                states[b, flat] = b - downsample if reduced else b
+    return stage, states
+
+
+def _build_tables(space: SearchSpace, frames: int, block_formula: BlockFormula, global_formula: GlobalFormula,
+                  combine: np.ufunc, carried: bool = False) -> _CostTables:
+    c = space.config
+    f = _Frames.of(frames)
+    value = lambda choices, index: np.asarray(choices, dtype=np.int64)[index]  # noqa: E731
+
+    g = _grid(*(int(h) for h in space.highs[:space.n_global]))
+    global_cost = global_formula(
+        c, f, value(c.frontend_kernels, g[0]), g[1] == c.frontend_kinds.index("dwsep"), value(c.widths, g[2]),
+        value(c.depths, g[3]), g[4] == c.connectivities.index("dense") if "dense" in c.connectivities else False,
+        g[5])
+
+    block_shape = tuple(int(h) for h in space.highs[space.n_global:space.n_global + space.n_block])
+    w, stage, heads, ffn, kind, kernel, _dilation, placement = _grid(len(c.widths), 3, *block_shape)
+    t = np.where(stage == REDUCED, f.reduced, f.encoder)
+    block_cost = block_formula(c, value(c.widths, w), t, value(c.heads, heads), value(c.ffn_dims, ffn), kind,
+                               value(c.conv_kernels, kernel), placement)
+    block_cost = np.where(stage == INACTIVE, 0, block_cost).astype(np.int64)
+
+    slot_stage, slot_states = _stages_and_states(space)
+    width_of_context = _grid(*_context_shape(space))[2]
+    per_block = int(np.prod(block_shape))
+    slot_base = ((width_of_context[None, :] * 3 + slot_stage) * per_block).astype(np.int32)
+    extra = None
+    if carried:
+        extra = _slot_carried_floats(f, value(c.widths, width_of_context)[None, :], slot_stage, slot_states)
+    return _CostTables(global_cost.astype(np.int64), block_cost, slot_base, extra, combine)
+
+
+@functools.lru_cache(maxsize=16)
+def _tables(config: SpaceConfig, frames: int, cost: str) -> _CostTables:
+    space = SearchSpace(config)
+    if cost == "params":
+        return _build_tables(space, 1, _block_params, _global_params, np.add)
+    if cost == "flops":
+        return _build_tables(space, frames, _block_flops, _global_flops, np.add)
+    return _build_tables(space, frames, _block_working_floats, _global_peak_floats, np.maximum, carried=True)
+
+
+def _flat_code(g: np.ndarray, columns, highs) -> np.ndarray:
+    """Row-major flat index of the given gene columns (int32, no per-row Python)."""
+    columns = list(columns)
+    code = g[:, columns[0]].astype(np.int32)
+    for column in columns[1:]:
+        code *= int(highs[column])
+        code += g[:, column]
+    return code
+
+
+def _evaluate(space: SearchSpace, tables: _CostTables, genes: np.ndarray) -> np.ndarray:
+    g = np.atleast_2d(np.asarray(genes))
+    if g.ndim != 2 or g.shape[1] != space.n_genes:
+        raise ValueError(f"gene matrix: expected shape (n, {space.n_genes}), got {g.shape}")
+    if not g.flags.f_contiguous:
+        g = np.asfortranarray(g)  # every gene column contiguous for the column arithmetic
+    total = tables.global_cost.take(_flat_code(g, range(space.n_global), space.highs))
+    context = _flat_code(g, _CONTEXT_GENES, space.highs)
+    max_depth = int(space.depth_of(g).max(initial=0))
+    for b in range(max_depth):
+        base = space.n_global + b * space.n_block
+        index = _flat_code(g, range(base, base + space.n_block), space.highs)
+        index += tables.slot_base[b].take(context)
+        slot = tables.block_cost.take(index)
+        if tables.slot_extra is not None:
+            slot += tables.slot_extra[b].take(context)
+        tables.combine(total, slot, out=total)
+    return total
+
+
+# ---- public costs --------------------------------------------------------------------------------------
+
+
 def param_counts(space: SearchSpace, genes: np.ndarray) -> np.ndarray:
     """Number of parameters of each row's model (int64), with no Python loop over rows."""
-    c = space.config
-    d = space.decode_values(np.atleast_2d(genes))
-    w, m = d.width.astype(np.int64), c.n_mels
-    k = d.frontend_kernel
-    full_frontend = (w * m * k + w) + (w * w * k + w)
-    dwsep_frontend = (m * k + m) + _linear(m, w) + (w * k + w) + _linear(w, w)
-    total = np.where(d.frontend_dwsep, dwsep_frontend, full_frontend)
+    return _evaluate(space, _tables(space.config, 1, "params"), genes)
 
-    wb = w[:, None]
-    inner = d.heads.astype(np.int64) * c.head_dim
-    attention = _norm(wb) + 3 * _linear(wb, inner) + _linear(inner, wb)
-    ffn = _norm(wb) + _linear(wb, d.ffn_dim) + _linear(d.ffn_dim, wb)
-    kind = np.asarray(c.conv_kinds)[d.conv_kind]
-    conv_weights = np.where(kind == "grouped", c.group_size, 1) * wb * d.conv_kernel + wb
-    conv = np.where(kind == "none", 0, 2 * _norm(wb) + 3 * _linear(wb, wb) + conv_weights)
-    block = attention + ffn + conv + _norm(wb)
-    total += (block * d.active).sum(axis=1)
 
-    has_downsample = d.downsample_after > 0
-    first_stage = np.where(has_downsample, d.downsample_after, d.depth).astype(np.int64)
-    second_stage = d.depth - first_stage
-    skips = (first_stage * (first_stage - 1) + second_stage * (second_stage - 1)) // 2
-    total += np.where(d.dense, skips, 0)
-    total += np.where(has_downsample, (3 * w + w) + _linear(w, w), 0)
-    total += _norm(w) + _linear(w, c.vocab_size) + _linear(w, c.n_intents)
-    return total
+def flops(space: SearchSpace, genes: np.ndarray, frames: int) -> np.ndarray:
+    """FLOPs (int64) of one batch-1 forward pass of each row's model on ``frames`` feature frames (100 fps).
+
+    FLOPs are 2 x the multiply-accumulates of every linear, convolution and attention matmul (the
+    ``T x T`` scores and the context), layer by layer as :class:`~predictnas.supernet.subnet.Subnet` runs
+    them: the front-end's two stride-2 convs, each block's attention, conv module and feed-forward, the
+    mid-encoder downsampling, and the CTC (per frame) and intent (pooled) heads. Elementwise work (biases,
+    norms, activations, softmax, residual and dense-skip adds) is not counted, as in torch's
+    ``FlopCounterMode``.
+    """
+    return _evaluate(space, _tables(space.config, int(frames), "flops"), genes)
+
+
+def peak_activation_bytes(space: SearchSpace, genes: np.ndarray, frames: int) -> np.ndarray:
+    """Approximate peak float32 activation memory (bytes, int64) of a batch-1 forward on ``frames`` frames.
+
+    A closed-form approximation, not a trace of an allocator: the peak is the largest, over the stages of
+    the forward pass, of the tensors that are live together, where ``T`` is the stage's frame count, ``W``
+    the width, ``I = heads * head_dim`` and ``F`` the FFN dim:
+
+    * front-end: the input features, the first conv's output and its activation (dwsep: + the depthwise
+      output);
+    * each block: the tensors it cannot free -- its input, with dense connectivity every earlier state of
+      its stage (later blocks read them), in the reduced stage the full-rate skip kept for the upsample --
+      plus the residual sum being formed, plus the largest working set of its modules: attention
+      ``T*W + 4*T*I + 2*heads*T*T`` (norm; q, k, v, context; scores and their softmax), conv module
+      ``4*T*W`` (+ ``T*W`` when parallel to attention, whose output waits), feed-forward ``T*W + 2*T*F``;
+    * downsampling (skip + two reduced-rate tensors), the upsample (upsampled + skip + sum) and the heads
+      (trunk, its norm, the CTC logits).
+
+    Weights are not included. It grows with width, heads, FFN dim and input length, and ranks architectures
+    by activation memory; absolute values are within a small factor of an eager PyTorch run.
+    """
+    return _evaluate(space, _tables(space.config, int(frames), "peak"), genes) * BYTES_PER_FLOAT
 
 
 def param_range(space: SearchSpace) -> tuple[int, int]:

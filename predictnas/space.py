@@ -357,24 +357,49 @@ class SearchSpace:
         return self._canonical(genes)
 
     def mutate(self, genes: np.ndarray, rng: np.random.Generator, rate: float = 0.1) -> np.ndarray:
-        """Resample each gene with probability ``rate``; genes that gain meaning are drawn fresh."""
-        fresh = self.sample(len(genes), rng)
-        child = np.where(rng.random((self.n_genes, len(genes)), dtype=np.float32).T < rate, fresh, genes)
-        return self._repair(child, self.meaningful(genes), fresh)
+        """Resample each gene with probability ``rate``; genes that gain meaning are drawn fresh.
+
+        Every gene is redrawn (uniformly over its choices) independently with probability ``rate``. A block
+        slot that becomes active (the depth grew) is drawn whole, and conv genes that gain meaning (a conv
+        kind replaced ``none``) are drawn; a downsampling point at or beyond the new depth is redrawn
+        uniformly below it. Returns a new column-major matrix; ``genes`` is not modified.
+        """
+        parent = np.asarray(genes, dtype=np.int8)
+        child = np.array(parent, order="F")
+        n, cells = len(child), child.size
+        if 0 < rate < 0.5:
+            # A Poisson number of uniform cells, with mean -cells*log(1 - rate), hits each cell at least once
+            # with probability exactly ``rate``, independently: the same draw as a Bernoulli per cell, but its
+            # cost scales with the number of hits, not the number of cells.
+            hits = rng.integers(0, cells, size=rng.poisson(-cells * math.log1p(-rate)))
+        else:
+            hits = np.flatnonzero(rng.random(cells, dtype=np.float32) < rate)
+        flat = child.reshape(-1, order="F")  # a view: F-order cell i is gene i // n of row i % n
+        flat[hits] = _uniform_below(rng, self.highs.take(hits // n))
+        self._redraw_gained_and_canonicalize(parent, child, rng)
+        return child
 
     def crossover(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Uniform crossover of global genes and of whole blocks (a block is inherited intact)."""
-        n = a.shape[0]
-        pick_global = rng.random((self.n_global, n), dtype=np.float32) < 0.5
-        pick_block = np.repeat(rng.random((self.config.max_depth, n), dtype=np.float32) < 0.5, self.n_block, axis=0)
-        from_a = np.concatenate([pick_global, pick_block], axis=0).T
-        child = np.where(from_a, a, b)
-        meant_a, meant_b = self.meaningful(a), self.meaningful(b)
-        # A gene that means nothing in the parent it came from may mean something in the other one.
-        borrow = self.meaningful(child) & ~np.where(from_a, meant_a, meant_b) & np.where(from_a, meant_b, meant_a)
-        child = np.where(borrow, np.where(from_a, b, a), child)
-        source_meant = np.where(from_a, meant_a, meant_b) | borrow
-        return self._repair(child, source_meant, self.sample(n, rng))
+        """Uniform crossover of global genes and of whole blocks (a block is inherited intact).
+
+        Each global gene and each block slot comes from either parent with probability 1/2. A block slot
+        the chosen parent does not have (beyond its depth) is taken from the other parent, and a downsampling
+        point at or beyond the child's depth is redrawn uniformly below it. Returns a column-major matrix.
+        """
+        a, b = np.asarray(a, dtype=np.int8), np.asarray(b, dtype=np.int8)
+        n, c = len(a), self.config
+        child = np.empty((n, self.n_genes), dtype=np.int8, order="F")
+        from_a = rng.integers(0, 2, size=(self.n_global + c.max_depth, n), dtype=np.uint8).astype(bool)
+        _blend(a[:, :self.n_global], b[:, :self.n_global], from_a[:self.n_global].T, out=child[:, :self.n_global])
+        depth_a, depth_b, depth = self.depth_of(a), self.depth_of(b), self.depth_of(child)
+        for slot, base in enumerate(self._block_bases):
+            columns = slice(base, base + self.n_block)
+            has_a, has_b = depth_a > slot, depth_b > slot
+            take_a = has_a & (from_a[self.n_global + slot] | ~has_b)
+            _blend(a[:, columns], b[:, columns], take_a[:, None], out=child[:, columns])
+            child[:, columns] &= _all_bits(depth > slot)[:, None]  # zero slots beyond the child's depth
+        self._redraw_downsampling(child, depth, rng)
+        return child
 
     def row_keys(self, genes: np.ndarray) -> np.ndarray:
         """A 64-bit hash per row (equal rows, equal keys), for dedup and lookups.
@@ -448,13 +473,50 @@ class SearchSpace:
         np.multiply(genes, self.meaningful(genes), out=genes)
         return genes
 
-    def _repair(self, child: np.ndarray, source_meant: np.ndarray, fresh: np.ndarray) -> np.ndarray:
-        """Fill genes that gained meaning from ``fresh``, fix downsampling beyond depth, canonicalize."""
-        child = np.where(self.meaningful(child) & ~source_meant, fresh, child)
-        depth = self.depth_of(child)
-        too_deep = child[:, 5] >= depth
-        child[too_deep, 5] = fresh[too_deep, 5] % depth[too_deep]
-        return self._canonical(child)
+    def _redraw_gained_and_canonicalize(self, parent: np.ndarray, child: np.ndarray,
+                                        rng: np.random.Generator) -> None:
+        """In place: draw the genes of ``child`` that mean something now but meant nothing in ``parent``,
+        fix its downsampling point, and zero the genes that mean nothing (canonical rows)."""
+        depth_parent, depth = self.depth_of(parent), self.depth_of(child)
+        for slot, base in enumerate(self._block_bases):
+            had, has = depth_parent > slot, depth > slot
+            new_slot = np.flatnonzero(has & ~had)
+            if len(new_slot):  # a slot gained by a deeper child is drawn whole (conv genes just below)
+                draws = _uniform_below(rng, np.tile(self.highs[base:base + 3], len(new_slot)))
+                child[new_slot, base:base + 3] = draws.reshape(len(new_slot), 3)
+            had_conv = had & (parent[:, base + 2] != self._none_index)
+            has_conv = has & (child[:, base + 2] != self._none_index)
+            gained_conv = np.flatnonzero(has_conv & ~had_conv)
+            if len(gained_conv):
+                draws = _uniform_below(rng, np.tile(self.highs[base + 3:base + 6], len(gained_conv)))
+                child[gained_conv, base + 3:base + 6] = draws.reshape(len(gained_conv), 3)
+            child[:, base:base + 3] &= _all_bits(has)[:, None]
+            child[:, base + 3:base + 6] &= _all_bits(has_conv)[:, None]
+        self._redraw_downsampling(child, depth, rng)
+
+    @staticmethod
+    def _redraw_downsampling(child: np.ndarray, depth: np.ndarray, rng: np.random.Generator) -> None:
+        """In place: a downsampling point at or beyond the depth is drawn uniformly below the depth."""
+        too_deep = np.flatnonzero(child[:, 5] >= depth)
+        if len(too_deep):
+            child[too_deep, 5] = _uniform_below(rng, depth[too_deep])
+
+
+def _uniform_below(rng: np.random.Generator, highs: np.ndarray) -> np.ndarray:
+    """One uniform draw from ``0..high-1`` per element of ``highs`` (int8)."""
+    return (rng.random(len(highs), dtype=np.float32) * highs).astype(np.int8)
+
+
+def _all_bits(mask: np.ndarray) -> np.ndarray:
+    """A boolean mask as int8 0 / -1 (all bits set), for masking int8 genes with ``&``."""
+    return -mask.view(np.int8)
+
+
+def _blend(a: np.ndarray, b: np.ndarray, take_a: np.ndarray, out: np.ndarray) -> None:
+    """``out = where(take_a, a, b)`` for int8 genes, by bit masking (several times faster than np.where)."""
+    np.bitwise_xor(a, b, out=out)
+    out &= _all_bits(take_a)
+    out ^= b
 
 
 def _check_choice(name: str, value: Any, choices: Iterable) -> None:

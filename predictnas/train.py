@@ -1,8 +1,12 @@
 """Supernet training: CTC + intent on the shared trunk, the sandwich rule, in-place distillation.
 
-Every step trains the largest subnet on the labels, then the smallest and ``random_subnets`` random
-ones on the labels plus the largest's soft outputs (in-place distillation, as in once-for-all and
-BigNAS), accumulating gradients into the shared weights before one optimizer step.
+Training has two phases. The first ``largest_only_steps`` train the largest subnet alone: a teacher
+that still outputs noise only drags the small subnets along, and on a CPU budget the largest learns
+about twice as fast per second when it is the only model (once-for-all also trains the full network
+first). Afterwards every step trains the largest subnet on the labels, then the smallest and
+``random_subnets`` random ones on the labels plus the largest's soft outputs (in-place distillation,
+as in once-for-all and BigNAS; its weight ramps up over ``distill_ramp_steps``), accumulating gradients
+into the shared weights before one optimizer step.
 
 Resumable and reproducible: the subnets, the batch order, SpecAugment and dropout of step ``s`` are all
 drawn from generators seeded by ``(seed, s)``, and a checkpoint holds the weights, the optimizer and the
@@ -48,6 +52,9 @@ class TrainConfig:
     intent_weight: float = 0.5
     dropout: float = 0.1
     spec_augment: bool = True
+    spec_augment_from: int = 0  # first step with SpecAugment (it slows the first descent)
+    largest_only_steps: int = 0
+    distill_ramp_steps: int = 0
     seed: int = 0
     checkpoint_minutes: float = 3.0
     checkpoint_every_steps: int = 0  # 0: by time only; tests use steps to make the kill point exact
@@ -71,6 +78,18 @@ def smallest_arch(space: SearchSpace) -> Arch:
 def sandwich(space: SearchSpace, n_random: int, rng: np.random.Generator) -> list[Arch]:
     """Largest first (the teacher), then the smallest and ``n_random`` random architectures."""
     return [largest_arch(space), smallest_arch(space)] + [space.decode(g) for g in space.sample(n_random, rng)]
+
+
+def subnets_of_step(config: TrainConfig, space: SearchSpace, step: int, rng: np.random.Generator) -> list[Arch]:
+    if step < config.largest_only_steps:
+        return [largest_arch(space)]
+    return sandwich(space, config.random_subnets, rng)
+
+
+def distill_weight(config: TrainConfig, step: int) -> float:
+    """Ramps linearly from 0 to ``distill_weight`` over the first ``distill_ramp_steps`` sandwich steps."""
+    into_sandwich = step - config.largest_only_steps + 1
+    return config.distill_weight * min(1.0, into_sandwich / max(1, config.distill_ramp_steps))
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -104,23 +123,77 @@ class TrainState:
     seconds: float
 
 
+class SandwichObjective:
+    """One supernet step: the subnets of the step's phase; distillation from the largest after the first."""
+
+    label = "supernet"
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+
+    def __call__(self, net: Supernet, features: Tensor, batch, step: int, config: TrainConfig,
+                 rng: np.random.Generator) -> dict:
+        record: dict = {}
+        teacher = None
+        for i, arch in enumerate(subnets_of_step(config, self.space, step, rng)):
+            out = net(features, arch, batch.feature_lengths)
+            loss = labelled_loss(out, batch, config)
+            if teacher is None:
+                teacher = SubnetOutput(out.ctc_logits.detach(), out.intent_logits.detach(), out.lengths)
+                record["loss"] = float(loss.detach())
+            else:
+                loss = loss + distill_weight(config, step) * distillation_loss(out, teacher)
+                record["loss_smallest" if i == 1 else f"loss_random{i - 2}"] = float(loss.detach())
+            _backward(loss, step)
+        return record
+
+
+class SingleModelObjective:
+    """One standalone model (a subnet fine-tuned or trained from scratch): labels only."""
+
+    label = "subnet"
+
+    def __call__(self, model, features: Tensor, batch, step: int, config: TrainConfig,
+                 rng: np.random.Generator) -> dict:
+        loss = labelled_loss(model(features, batch.feature_lengths), batch, config)
+        _backward(loss, step)
+        return {"loss": float(loss.detach())}
+
+
+def labelled_loss(out: SubnetOutput, batch, config: TrainConfig) -> Tensor:
+    loss = ctc_loss(out, batch.targets, batch.target_lengths)
+    if (batch.intents >= 0).any():
+        loss = loss + config.intent_weight * F.cross_entropy(out.intent_logits, batch.intents, ignore_index=-1)
+    return loss
+
+
+def _backward(loss: Tensor, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise PredictnasError(f"training diverged at step {step} (loss {float(loss)}); lower the peak learning rate")
+    loss.backward()
+
+
 class Trainer:
-    """Trains ``supernet`` in ``run_dir``; ``fit()`` resumes from the checkpoint there, if any.
+    """Trains ``model`` in ``run_dir``; ``fit()`` resumes from the checkpoint there, if any.
 
     ``batches(epoch, generator)`` must return the list of training batches of that epoch in an order
     drawn from ``generator`` (so the order is reproducible); each batch has ``features``,
     ``feature_lengths``, ``targets``, ``target_lengths`` and ``intents`` (-1 where unknown).
+    ``objective`` computes and back-propagates one step's losses (default: the supernet's sandwich);
+    ``save(model, path)`` writes the final artifact ``run_dir / artifact``.
     """
 
-    def __init__(self, supernet: Supernet, config: TrainConfig, batches: Callable[[int, torch.Generator], Sequence],
+    def __init__(self, model: torch.nn.Module, config: TrainConfig, batches: Callable[[int, torch.Generator], Sequence],
                  run_dir: str | Path, augment: Callable[[Tensor, Tensor, torch.Generator], Tensor] | None = None,
-                 data_fingerprint: str = "", frames_per_second: float = 100.0):
-        self.net, self.config, self.batches, self.augment = supernet, config, batches, augment
-        self.space = SearchSpace(supernet.space)
+                 data_fingerprint: str = "", frames_per_second: float = 100.0, objective=None,
+                 artifact: str = SUPERNET, save: Callable = save_supernet):
+        self.net, self.config, self.batches, self.augment = model, config, batches, augment
+        self.objective = objective or SandwichObjective(SearchSpace(model.space))
+        self.artifact, self.save = artifact, save
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.data_fingerprint = data_fingerprint
-        self.optimizer = torch.optim.AdamW(supernet.parameters(), lr=config.peak_lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.peak_lr, weight_decay=config.weight_decay)
         self.frames_per_second = frames_per_second
         self._epoch_cache: tuple[int, Sequence] | None = None
         self._per_epoch: int | None = None
@@ -128,7 +201,7 @@ class Trainer:
     def fit(self, progress: bool = True) -> TrainState:
         state = self._resume()
         bar = tqdm(total=self.config.steps, initial=state.step, disable=not progress, unit="step",
-                   dynamic_ncols=True, desc="supernet")
+                   dynamic_ncols=True, desc=self.objective.label)
         last_save, started = time.monotonic(), time.monotonic() - state.seconds
         while state.step < self.config.steps:
             t0 = time.perf_counter()
@@ -138,7 +211,7 @@ class Trainer:
             state.step += 1
             state.seconds = time.monotonic() - started
             bar.update(1)
-            bar.set_postfix(loss=f"{record['loss_largest']:.3f}", lr=f"{record['lr']:.1e}",
+            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}",
                             audio_s_per_s=f"{record['audio_seconds'] / record['seconds']:.0f}")
             by_steps = self.config.checkpoint_every_steps and state.step % self.config.checkpoint_every_steps == 0
             by_time = time.monotonic() - last_save >= 60 * self.config.checkpoint_minutes
@@ -147,7 +220,7 @@ class Trainer:
                 last_save = time.monotonic()
         bar.close()
         self._save_checkpoint(state)
-        save_supernet(self.net, self.run_dir / SUPERNET)
+        self.save(self.net, self.run_dir / self.artifact)
         write_json(self.run_dir / "train.json", {"config": self.config.to_dict(), "steps": state.step,
                                                  "wall_seconds": state.seconds, "data": self.data_fingerprint,
                                                  "history": state.history})
@@ -159,31 +232,16 @@ class Trainer:
         torch.manual_seed(_seed_of(seed))  # the dropout masks of this step
         batch = self._batch(step)
         features = batch.features
-        if cfg.spec_augment and self.augment is not None:
+        if cfg.spec_augment and self.augment is not None and step >= cfg.spec_augment_from:
             features = self.augment(features, batch.feature_lengths,
                                     torch.Generator().manual_seed(_seed_of(seed + [1])))
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
-        archs = sandwich(self.space, cfg.random_subnets, np.random.default_rng(seed))
         record = {"step": step, "lr": learning_rate(cfg, step),
                   "audio_seconds": float(batch.feature_lengths.sum()) / self.frames_per_second}
-        teacher = None
-        for i, arch in enumerate(archs):
-            out = self.net(features, arch, batch.feature_lengths)
-            loss = ctc_loss(out, batch.targets, batch.target_lengths)
-            if (batch.intents >= 0).any():
-                loss = loss + cfg.intent_weight * F.cross_entropy(out.intent_logits, batch.intents, ignore_index=-1)
-            if teacher is None:
-                teacher = SubnetOutput(out.ctc_logits.detach(), out.intent_logits.detach(), out.lengths)
-                record["loss_largest"] = float(loss.detach())
-            else:
-                loss = loss + cfg.distill_weight * distillation_loss(out, teacher)
-                record["loss_smallest" if i == 1 else f"loss_random{i - 2}"] = float(loss.detach())
-            if not torch.isfinite(loss):
-                raise PredictnasError(f"training diverged at step {step} (loss {float(loss)}); lower --peak-lr")
-            loss.backward()
+        record.update(self.objective(self.net, features, batch, step, cfg, np.random.default_rng(seed)))
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
         self.optimizer.step()
         return record

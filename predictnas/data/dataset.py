@@ -23,6 +23,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
+import torchaudio
 from tqdm import tqdm
 
 from ..errors import PredictnasError
@@ -241,7 +242,11 @@ def _init_worker() -> None:
 
 def _features_of(job: tuple[str, FeatureConfig, bool]) -> torch.Tensor:
     path, config, resample = job
-    return log_mel(read_audio(path, config.sample_rate, resample), config).to(STORAGE_DTYPE)
+    wav = read_audio(path, config.sample_rate, resample)
+    if config.capture_rate and config.capture_rate != config.sample_rate:
+        wav = torchaudio.functional.resample(torchaudio.functional.resample(wav, config.sample_rate, config.capture_rate),
+                                             config.capture_rate, config.sample_rate)
+    return log_mel(wav, config).to(STORAGE_DTYPE)
 
 
 def _numpy_features_of(job: tuple[str, FeatureConfig, bool]) -> np.ndarray:

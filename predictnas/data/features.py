@@ -42,6 +42,9 @@ class FeatureConfig:
     f_max: float | None = None
     n_fft: int | None = None
     log_floor: float = 1e-6  # added to the mel power before the log: silence gives a finite floor
+    # Production audio captured at this rate (e.g. 8000 from a telephony front-end) and brought back up to
+    # ``sample_rate``: the band above capture_rate / 2 is lost, as it is for the deployed model.
+    capture_rate: int | None = None
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.n_mels <= 0 or self.win_ms <= 0 or self.hop_ms <= 0:
@@ -87,7 +90,10 @@ class FeatureConfig:
         return 1 + num_samples // self.hop_length
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["capture_rate"] is None:
+            del d["capture_rate"]  # so configs (and feature caches) from before the option keep their hash
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FeatureConfig":

@@ -156,3 +156,22 @@ def save_supernet(supernet: Supernet, path) -> None:
     """Write atomically: weights plus the config that rebuilds the module."""
     with atomic_path(path) as tmp:
         torch.save({"config": supernet.config(), "weights": supernet.state_dict()}, tmp)
+
+
+def save_subnet(subnet: Subnet, path) -> None:
+    """Write a standalone subnet atomically: its architecture, space and weights."""
+    with atomic_path(path) as tmp:
+        torch.save({"arch": subnet.arch.to_dict(), "space": subnet.space.to_dict(), "weights": subnet.state_dict()}, tmp)
+
+
+def load_subnet(path) -> Subnet:
+    from ..space import SearchSpace
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        space = SpaceConfig.from_dict(state["space"])
+        subnet = Subnet(SearchSpace(space).from_json(state["arch"]), space)
+        subnet.load_state_dict(state["weights"])
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
+        raise PredictnasError(f"{path}: not a predictnas subnet file ({e})") from None
+    return subnet

@@ -1,0 +1,76 @@
+"""``top.json``: the search's answer as a bundle, everything needed to rebuild, run and check each pick.
+
+Like a torchaudio pipeline bundle, the facts a model needs travel with it: the architecture (and its
+id), the search space it lives in, the sample rate and feature settings it was trained on, the
+reference input its latency refers to, the device fingerprint and the hashes of the latency table and
+the predictor that scored it, the supernet whose weights it inherits, its predicted WER / latency /
+params / memory and reward, and how the search ran. ``verify`` reads nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PredictnasError
+from .io import read_json, write_json
+from .space import Arch, SearchSpace, SpaceConfig
+
+FORMAT = "predictnas-top/1"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    rank: int
+    arch: Arch
+    predicted: dict[str, float]  # wer, latency_ms, params, memory_bytes, reward
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "arch_id": self.arch.arch_id, "arch": self.arch.to_dict(), "predicted": self.predicted}
+
+
+@dataclass(frozen=True)
+class Bundle:
+    space: SpaceConfig
+    candidates: tuple[Candidate, ...]
+    model: dict[str, Any]  # sample_rate, features, intents, supernet {path, hash}
+    reference_input: dict[str, Any]  # seconds, frames
+    device: dict[str, Any]  # id, name, fingerprint
+    lut: dict[str, Any]  # path, hash
+    predictor: dict[str, Any]  # path, hash, target, data_hash
+    objective: dict[str, Any]  # mode, lambda, budget_ms, soft budgets, environment
+    search: dict[str, Any]  # candidates scored, generations, seconds, seed, command
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "space": self.space.to_dict(), "model": self.model,
+                "reference_input": self.reference_input, "device": self.device, "lut": self.lut,
+                "predictor": self.predictor, "objective": self.objective, "search": self.search,
+                "candidates": [c.to_dict() for c in self.candidates]}
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Bundle":
+        data = read_json(path)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise PredictnasError(f"{path}: not a predictnas top.json (expected format {FORMAT!r})")
+        try:
+            space = SearchSpace(SpaceConfig.from_dict(data["space"]))
+            candidates = []
+            for i, c in enumerate(data["candidates"]):
+                arch = space.from_json(c["arch"], source=f"{path}: candidates[{i}]")
+                if c.get("arch_id") not in (None, arch.arch_id):
+                    raise PredictnasError(f"{path}: candidates[{i}]: arch_id {c['arch_id']} does not match its "
+                                          f"architecture ({arch.arch_id}); the file was edited")
+                candidates.append(Candidate(int(c["rank"]), arch, {k: float(v) for k, v in c["predicted"].items()}))
+            bundle = cls(space.config, tuple(candidates), data["model"], data["reference_input"], data["device"],
+                         data["lut"], data["predictor"], data["objective"], data["search"])
+        except PredictnasError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise PredictnasError(f"{path}: malformed top.json ({type(e).__name__}: {e})") from None
+        if not bundle.candidates:
+            raise PredictnasError(f"{path}: no candidates")
+        return bundle

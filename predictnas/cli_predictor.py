@@ -1,0 +1,117 @@
+"""Commands of the predictor stage: ``sample`` (evaluate subnets into the store) and ``fit``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .errors import PredictnasError
+
+run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/default"),
+                              show_default=True, help="The experiment's run directory.")
+
+
+@click.command("sample")
+@click.option("--n", "n", type=click.IntRange(min=1), default=300, show_default=True, help="Subnets to evaluate.")
+@run_dir_option
+@click.option("--supernet", "supernet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Supernet to take the weights from (default: RUN_DIR/supernet.pt).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local worker processes (the cores are shared among them).")
+@click.option("--repeat", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Also evaluate the first N subnets on the test split, for the noise ceiling.")
+@click.option("--lut", "lut_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Latency table for the latency strata (default: the shipped cpu table, if it fits the space).")
+@click.option("--no-proxies", is_flag=True, help="Skip the zero-cost proxies.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the covering sample.")
+@click.option("--no-progress", is_flag=True)
+def sample_command(n: int, run_dir: Path, supernet_path: Path | None, workers: int, repeat: int, lut_path: Path | None,
+                   no_proxies: bool, seed: int, no_progress: bool) -> None:
+    """Evaluate N subnets that cover the space with supernet weights; store them in RUN_DIR/evals.sqlite.
+
+    Resumable: subnets already in the store are skipped.
+    """
+    from .predictor.runner import sample_subnets
+
+    summary = sample_subnets(run_dir, n, workers=workers, seed=seed, supernet_path=supernet_path,
+                             estimator=_estimator_for(run_dir, supernet_path, lut_path), repeat=repeat,
+                             with_proxies=not no_proxies, progress=not no_progress)
+    click.echo(f"{summary.store}: {summary.evaluated} subnets evaluated now, {summary.skipped} already stored "
+               f"({summary.requested} requested, {summary.repeats} repeated on the test split) in "
+               f"{summary.seconds / 60:.1f} min")
+
+
+def _estimator_for(run_dir: Path, supernet_path: Path | None, lut_path: Path | None):
+    """The latency estimator for the supernet's space: the given table, or the shipped cpu one if any."""
+    from .experiment import load_trained_supernet
+    from .latency.estimate import LatencyEstimator
+    from .latency.table import LatencyTable, find_table
+
+    space_config = load_trained_supernet(run_dir, supernet_path).space
+    if lut_path is None:
+        try:
+            lut_path = find_table("cpu", space_config.name)
+        except PredictnasError:
+            return None  # no table for this space: parameters stand in for latency in the strata
+    table = LatencyTable.load(lut_path)
+    if table.space.name != space_config.name:
+        raise PredictnasError(f"{lut_path}: built for space {table.space.name!r}, the supernet's is {space_config.name!r}")
+    return LatencyEstimator(table)
+
+
+@click.command("fit")
+@run_dir_option
+@click.option("--features", "features_text", default="encoding,closed_form", show_default=True,
+              help="Feature groups: encoding, closed_form, proxies (proxies cannot score search candidates).")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the predictor (default: RUN_DIR/predictor.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the cross-validation report as JSON.")
+def fit_command(run_dir: Path, features_text: str, folds: int, out_path: Path | None, as_json: bool) -> None:
+    """Fit the XGBoost WER predictor on the store; print cross-validated rank metrics and baselines."""
+    from .predictor.features import FeatureSpec
+    from .predictor.fitting import fit_predictor
+    from .predictor.runner import STORE
+    from .predictor.store import SQLiteStore
+    from .space import SearchSpace
+
+    store_path = run_dir / STORE
+    if not store_path.exists():
+        raise PredictnasError(f"{store_path}: no evaluated subnets (run `predictnas sample --run-dir {run_dir}` first)")
+    with SQLiteStore(store_path) as store:
+        space = SearchSpace(store.space_config())
+        predictor, report = fit_predictor(store, space, FeatureSpec.parse(features_text, space.config), folds)
+    out_path = out_path or run_dir / "predictor.json"
+    predictor.save(out_path)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(format_report(report))
+    click.echo(f"wrote {out_path} ({report['rows']} subnets, features {','.join(predictor.spec.groups)}, "
+               f"data {predictor.data_hash})")
+
+
+def _num(x, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{report['rows']} subnets, {report['folds']}-fold cross-validation (held-out predictions)"]
+    for target, entry in report["targets"].items():
+        low, mid, high = (100 * v for v in entry["wer_range"])
+        lines.append(f"\n{target}  (min / median / max: {low:.1f} / {mid:.1f} / {high:.1f} %)")
+        lines.append(f"  {'predictor':<34}{'Kendall':>9}{'Spearman':>10}{'RMSE pts':>10}")
+        for features, m in entry["cv"].items():
+            lines.append(f"  {'xgboost ' + features:<34}{_num(m['kendall_tau']):>9}{_num(m['spearman']):>10}"
+                         f"{100 * m['rmse']:>10.2f}")
+        for name, m in entry["baselines"].items():
+            lines.append(f"  {name + ' alone':<34}{_num(m['kendall_tau']):>9}{_num(m['spearman']):>10}{'':>10}")
+        ceiling = entry["noise_ceiling"]
+        if ceiling:
+            lines.append(f"  {'noise ceiling (' + str(ceiling['subnets']) + ' subnets, dev vs test)':<34}"
+                         f"{ceiling['kendall_tau']:>9.3f}{ceiling['spearman']:>10.3f}{100 * ceiling['rmse']:>10.2f}")
+        else:
+            lines.append("  noise ceiling: not measured (run `predictnas sample --repeat 30`)")
+    return "\n".join(lines)

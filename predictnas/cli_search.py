@@ -1,0 +1,117 @@
+"""Commands of the last stages: ``search`` (top.json from the LUT and the predictor) and ``verify``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+SHIPPED_PREDICTORS = Path(__file__).resolve().parents[1] / "data" / "predictor"
+
+
+@click.command("search")
+@click.option("--budget", required=True, help="Latency budget with a unit: 40ms, 0.04s.")
+@click.option("--lambda", "lam", type=float, default=0.02, show_default=True,
+              help="Weight of log(latency) in the reward -WER - lambda * log(latency_ms).")
+@click.option("--max-params", default=None, help="Soft parameter budget, e.g. 5M (penalized, not forbidden).")
+@click.option("--max-memory", default=None, help="Soft memory budget (weights + peak activations), e.g. 64MB.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--pareto", is_flag=True, help="NSGA-II for the WER/latency front instead of the scalar reward.")
+@click.option("--environment", default=None, help="Optimize WER in this acoustic environment (default: all).")
+@click.option("--generations", type=click.IntRange(min=1), default=None, help="Stop after N generations...")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=60.0, show_default=True, help="...or after S seconds.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--population", type=click.IntRange(min=2), default=None, help="Population size (default 20000, NSGA-II 10000).")
+@click.option("--predictor", "predictor_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="predictor.json (default: RUN_DIR/predictor.json, else the shipped one for the space).")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/default"), show_default=True)
+@click.option("--lut", "lut_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Latency table (default: the shipped table of --device).")
+@click.option("--device", "device_name", default="cpu", show_default=True)
+@click.option("--allow-hardware-gap", is_flag=True, help="Only warn when the table was built on other hardware.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write top.json (default: RUN_DIR/top.json); pareto.json/png go beside it.")
+@click.option("--no-progress", is_flag=True)
+def search_command(budget: str, lam: float, max_params: str | None, max_memory: str | None, top_k: int, pareto: bool,
+                   environment: str | None, generations: int | None, seconds: float, seed: int, population: int | None,
+                   predictor_path: Path | None, run_dir: Path, lut_path: Path | None, device_name: str,
+                   allow_hardware_gap: bool, out_path: Path | None, no_progress: bool) -> None:
+    """Genetic search for the most accurate models under a latency budget; writes top.json."""
+    import sys
+
+    from .errors import PredictnasError
+    from .latency.table import LatencyTable, find_table
+    from .predictor import AccuracyPredictor
+    from .search.job import SearchSettings, parse_bytes, parse_count, parse_latency_ms, run_search
+
+    settings = SearchSettings(
+        budget_ms=parse_latency_ms(budget), lam=lam, max_params=parse_count(max_params) if max_params else None,
+        max_memory_bytes=parse_bytes(max_memory) if max_memory else None, top_k=top_k, pareto=pareto,
+        environment=environment, generations=generations, seconds=seconds, seed=seed, population=population)
+    if predictor_path is None:
+        candidates = [run_dir / "predictor.json", *sorted(SHIPPED_PREDICTORS.glob("*.json"))]
+        predictor_path = next((p for p in candidates if p.exists()), None)
+        if predictor_path is None:
+            raise PredictnasError(f"no predictor: none in {run_dir} and none shipped; run `predictnas fit` or pass --predictor")
+    predictor = AccuracyPredictor.load(predictor_path)
+    table = LatencyTable.load(lut_path or find_table(device_name, predictor.space.config.name))
+    out_path = out_path or run_dir / "top.json"
+    bundle = run_search(settings, table, predictor, out_path, predictor_path, allow_hardware_gap, not no_progress,
+                        command=" ".join(["predictnas"] + sys.argv[1:]), log=lambda m: click.echo(m, err=True))
+    stats = bundle.search
+    click.echo(f"{stats['candidates']:,} candidates scored in {stats['seconds']:.1f} s "
+               f"({stats['candidates_per_second']:,.0f}/s, {stats['generations']} generations); budget "
+               f"{settings.budget_ms:g} ms on {table.device_id} (fastest reachable {stats['fastest_ms']:.1f} ms)")
+    click.echo(f"  {'rank':<5}{'arch_id':<18}{'WER %':>7}{'latency ms':>12}{'params':>12}{'reward':>9}")
+    for c in bundle.candidates:
+        p = c.predicted
+        click.echo(f"  {c.rank:<5}{c.arch.arch_id:<18}{100 * p['wer']:>7.2f}{p['latency_ms']:>12.2f}"
+                   f"{int(p['params']):>12,}{p['reward']:>9.4f}")
+    click.echo(f"wrote {out_path}, {out_path.parent / 'pareto.json'}, {out_path.parent / 'pareto.png'}")
+
+
+
+@click.command("verify")
+@click.argument("bundle_path", metavar="TOP.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--finetune-steps", type=click.IntRange(min=0), default=400, show_default=True,
+              help="Training steps per model (fine-tuning from supernet weights, or from scratch).")
+@click.option("--from-scratch", is_flag=True, help="Train each model from random weights instead of fine-tuning.")
+@click.option("--device", "device_name", default="cpu", show_default=True, help="cpu or cpu-int8 (with :N threads).")
+@click.option("--production-sample-rate", type=click.IntRange(min=1000), default=None,
+              help="Sample rate of the production audio; if it differs from the model's, WER is also measured on "
+                   "test audio captured at that rate.")
+@click.option("--baselines", is_flag=True, help="Also train and measure the hand-crafted Conformers of data/archs.")
+@click.option("--baseline", "baseline_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="ARCH.json", help="A hand-crafted model of your own to compare (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: verify/ beside TOP.json).")
+@click.option("--supernet", "supernet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Supernet (default: the one recorded in TOP.json).")
+@click.option("--lut", "lut_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Latency table of the device (default: the shipped one).")
+@click.option("--allow-hardware-gap", is_flag=True, help="Measure even if the table was built on other hardware.")
+@click.option("--protocol", "protocols", default="standard", show_default=True, help="Timing protocol (quick: smoke tests).")
+@click.option("--no-progress", is_flag=True)
+def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, device_name: str,
+                   production_sample_rate: int | None, baselines: bool, baseline_paths: tuple[Path, ...], out_dir: Path | None, supernet_path: Path | None,
+                   lut_path: Path | None, allow_hardware_gap: bool, protocols: str, no_progress: bool) -> None:
+    """Retrain the picks of TOP.json, export ONNX fp32 + int8, measure latency and WER, compare with predictions.
+
+    Resumable: models already verified in the output folder are not redone.
+    """
+    from .latency.protocol import PROTOCOLS
+    from .errors import PredictnasError
+    from .report import markdown
+    from .verify import VerifySettings, run_verify, shipped_baselines
+
+    if protocols not in PROTOCOLS:
+        raise PredictnasError(f"unknown protocol {protocols!r}; choose from {', '.join(PROTOCOLS)}")
+    settings = VerifySettings(finetune_steps=finetune_steps, from_scratch=from_scratch, device=device_name,
+                              production_sample_rate=production_sample_rate,
+                              baselines=(shipped_baselines() if baselines else ()) + tuple(map(str, baseline_paths)),
+                              allow_hardware_gap=allow_hardware_gap, protocols=protocols)
+    out_dir = out_dir or bundle_path.parent / "verify"
+    verification = run_verify(bundle_path, out_dir, settings, supernet_path, lut_path, progress=not no_progress,
+                              log=lambda m: click.echo(m, err=True))
+    click.echo(markdown(verification))
+    click.echo(f"wrote {out_dir / 'verify.json'}, {out_dir / 'report.md'}, {out_dir / 'verify.png'}")

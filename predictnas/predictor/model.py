@@ -1,0 +1,105 @@
+"""The accuracy predictor: XGBoost regressors, one per target, on a :class:`FeatureSpec`.
+
+``predictor.json`` holds everything needed to score gene matrices again: the feature spec, one booster
+per target in XGBoost's own JSON model format (``"wer/all"``, ``"wer/quiet_home"``, ``"cer/all"``,
+``"intent_error/all"``...), the cross-validation metrics, the hash of the rows it was fit on and the
+supernet they were evaluated with. Predictions are fractions (0.1 = 10 %).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xgboost as xgb
+
+from ..errors import PredictnasError
+from ..io import read_json, write_json
+from ..space import SearchSpace
+from .features import FeatureSpec
+
+FORMAT = "predictnas-predictor/1"
+DEFAULT_TARGET = "wer/all"
+# Small data (hundreds of rows): shallow trees, shrinkage and subsampling, as NASLib's XGBoost setup.
+XGB_PARAMS = {"objective": "reg:squarederror", "eta": 0.05, "max_depth": 4, "min_child_weight": 2,
+              "subsample": 0.8, "colsample_bytree": 0.7, "lambda": 1.0, "nthread": 2, "seed": 0}
+N_ROUNDS = 400
+
+
+def fit_booster(x: np.ndarray, y: np.ndarray, params: dict | None = None, rounds: int = N_ROUNDS) -> xgb.Booster:
+    return xgb.train({**XGB_PARAMS, **(params or {})}, xgb.DMatrix(x, label=y), num_boost_round=rounds)
+
+
+@dataclass
+class AccuracyPredictor:
+    """Predicted WER of architectures. ``predict(genes, target)`` takes a gene matrix of the space."""
+
+    spec: FeatureSpec
+    boosters: dict[str, xgb.Booster]
+    metrics: dict = field(default_factory=dict)
+    data_hash: str = ""
+    n_rows: int = 0
+    supernet: dict = field(default_factory=dict)  # path, hash, sample rate, features of the supernet behind the data
+
+    def __post_init__(self) -> None:
+        self.space = SearchSpace(self.spec.space)
+        for booster in self.boosters.values():
+            booster.set_param({"nthread": XGB_PARAMS["nthread"]})
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.boosters)
+
+    def target_for(self, environment: str | None) -> str:
+        target = f"wer/{environment or 'all'}"
+        if target not in self.boosters:
+            known = [t.split("/", 1)[1] for t in self.boosters if t.startswith("wer/")]
+            raise PredictnasError(f"the predictor has no WER model for environment {environment!r}; it has "
+                                  f"{', '.join(known)}")
+        return target
+
+    def predict(self, genes: np.ndarray, target: str = DEFAULT_TARGET, proxies: list[dict] | None = None) -> np.ndarray:
+        """Predicted WER (fraction, float32) of every row of ``genes``."""
+        if target not in self.boosters:
+            raise PredictnasError(f"the predictor has no target {target!r}; it has {', '.join(self.boosters)}")
+        x = self.spec.matrix(self.space, genes, proxies)
+        return self.boosters[target].inplace_predict(x)
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "features": self.spec.to_dict(),
+                "feature_names": self.spec.names(self.space), "data_hash": self.data_hash, "n_rows": self.n_rows,
+                "supernet": self.supernet, "metrics": self.metrics,
+                "boosters": {t: json.loads(bytes(b.save_raw("json"))) for t, b in self.boosters.items()}}
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AccuracyPredictor":
+        data = read_json(path)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise PredictnasError(f"{path}: not a predictnas predictor (expected format {FORMAT!r})")
+        try:
+            spec = FeatureSpec.from_dict(data["features"])
+            boosters = {}
+            for target, model in data["boosters"].items():
+                booster = xgb.Booster()
+                booster.load_model(bytearray(json.dumps(model).encode()))
+                boosters[target] = booster
+        except (KeyError, TypeError, ValueError, xgb.core.XGBoostError) as e:
+            raise PredictnasError(f"{path}: malformed predictor ({type(e).__name__}: {e})") from None
+        predictor = cls(spec, boosters, data.get("metrics", {}), data.get("data_hash", ""), data.get("n_rows", 0),
+                        data.get("supernet", {}))
+        expected = len(spec.names(predictor.space))
+        for target, booster in boosters.items():
+            if booster.num_features() != expected:
+                raise PredictnasError(f"{path}: booster {target!r} has {booster.num_features()} features, the "
+                                      f"spec {expected}; the file was edited or written by another version")
+        return predictor

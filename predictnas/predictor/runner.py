@@ -1,0 +1,146 @@
+"""The ``sample`` stage: evaluate a covering sample of subnets with supernet weights into the store.
+
+Each subnet gets WER and CER per environment and intent accuracy on the dev set (greedy CTC, the same
+:func:`~predictnas.evaluate.evaluate` as every stage), params, FLOPs for the reference input, the LUT
+latency estimate when a table is given, and its zero-cost proxies on one fixed dev minibatch.
+Evaluations run on an :class:`~predictnas.executor.Executor`; this driver alone writes the store, one
+transaction per subnet, so a killed run loses only what was in flight and a re-run skips what is stored.
+
+``repeat`` re-evaluates the first subnets of the sample on the test split (unseen voices, disjoint from
+dev, the same size): the ``repeat`` protocol, from which ``fit`` measures the noise ceiling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..complexity import flops, param_counts
+from ..data.dataset import epoch_batches
+from ..data.text import CharTokenizer
+from ..evaluate import bind, evaluate
+from ..executor import LocalExecutor
+from ..experiment import load_split, load_trained_supernet
+from ..space import SearchSpace
+from ..train import largest_arch, smallest_arch
+from .features import REFERENCE_FRAMES
+from .fitting import NOISE_PROTOCOL
+from .proxies import PROXIES, compute_proxies
+from .sampling import coverage_sample
+from .store import EvalRecord, SQLiteStore
+
+STORE = "evals.sqlite"
+EVAL_BATCH_SECONDS = 120.0
+PROXY_BATCH_SIZE = 16
+_SPLIT_OF = {"dev": "dev", NOISE_PROTOCOL: "test"}
+
+
+@dataclass(frozen=True)
+class SampleSummary:
+    requested: int
+    evaluated: int
+    skipped: int
+    repeats: int
+    seconds: float
+    store: Path
+
+
+def supernet_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def supernet_info(supernet, path: Path) -> dict:
+    """What the stages after the predictor need to know about the supernet (it travels into top.json)."""
+    meta = supernet.metadata
+    return {"path": str(Path(path).resolve()), "hash": supernet_fingerprint(path), "preset": meta.get("preset"),
+            "sample_rate": meta.get("sample_rate"), "features": meta.get("features"), "intents": meta.get("intents")}
+
+
+def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0, supernet_path: Path | None = None,
+                   estimator=None, repeat: int = 0, with_proxies: bool = True, progress: bool = True,
+                   store_path: Path | None = None) -> SampleSummary:
+    """Evaluate the first ``n`` subnets of the covering sample that the store does not hold yet."""
+    run_dir = Path(run_dir)
+    supernet_path = Path(supernet_path or run_dir / "supernet.pt")
+    supernet = load_trained_supernet(run_dir, supernet_path)
+    space = SearchSpace(supernet.space)
+    anchors = np.stack([space.encode(largest_arch(space)), space.encode(smallest_arch(space))])
+    genes = coverage_sample(space, n, seed, cost=estimator.estimate if estimator is not None else None,
+                            anchors=anchors)
+    latencies = estimator.estimate(genes) if estimator is not None else [None] * len(genes)
+    store = SQLiteStore(store_path or run_dir / STORE, {"supernet": supernet_fingerprint(supernet_path),
+                                                         "space": json.dumps(space.config.to_dict(), sort_keys=True),
+                                                         "sample_seed": str(seed)},
+                        info=supernet_info(supernet, supernet_path))
+    jobs = []
+    for protocol, count in (("dev", n), (NOISE_PROTOCOL, min(repeat, n))):
+        stored = store.stored_ids(protocol)
+        for row, latency in zip(genes[:count], latencies[:count]):
+            arch = space.decode(row)
+            if arch.arch_id not in stored:
+                jobs.append((protocol, arch.to_dict(), None if latency is None else float(latency), with_proxies))
+    skipped = n + min(repeat, n) - len(jobs)
+    executor = LocalExecutor(workers, setup=_setup_worker, setup_args=(str(run_dir), str(supernet_path)))
+    start = time.perf_counter()
+    bar = tqdm(total=len(jobs), disable=not progress, unit="subnet", desc="evaluate", dynamic_ncols=True)
+    evaluated = 0
+    try:
+        for _, record in executor.map_unordered(_evaluate_job, jobs):
+            evaluated += store.add(record)
+            bar.update(1)
+            bar.set_postfix(wer=f"{100 * record.wer['all']:.1f}%", s=f"{record.eval_seconds:.1f}")
+    finally:
+        bar.close()
+        store.close()
+    return SampleSummary(n, evaluated, skipped, min(repeat, n), time.perf_counter() - start, store.path)
+
+
+# ---- worker side: one supernet and the evaluation data per process ---------------------------------
+
+_WORKER: dict = {}
+
+
+def _setup_worker(run_dir: str, supernet_path: str) -> None:
+    supernet = load_trained_supernet(run_dir, supernet_path)
+    _WORKER.update(supernet=supernet, run_dir=run_dir, space=SearchSpace(supernet.space), batches={})
+
+
+def _batches(split: str) -> list:
+    if split not in _WORKER["batches"]:
+        supernet = _WORKER["supernet"]
+        store = load_split(supernet, split, _WORKER["run_dir"], progress=False)
+        _WORKER["batches"][split] = list(epoch_batches(store, supernet.metadata["intents"],
+                                                       batch_seconds=EVAL_BATCH_SECONDS))
+        if split == "dev":  # a fixed labelled minibatch for the proxies
+            generator = torch.Generator().manual_seed(0)
+            _WORKER["proxy_batch"] = next(iter(epoch_batches(store, supernet.metadata["intents"],
+                                                             batch_size=PROXY_BATCH_SIZE, shuffle=True,
+                                                             generator=generator)))
+    return _WORKER["batches"][split]
+
+
+def _evaluate_job(job: tuple) -> EvalRecord:
+    protocol, arch_dict, latency_ms, with_proxies = job
+    supernet, space = _WORKER["supernet"], _WORKER["space"]
+    arch = space.from_json(arch_dict)
+    result = evaluate(bind(supernet, arch), _batches(_SPLIT_OF[protocol]), CharTokenizer())
+    row = space.encode(arch)[None]
+    proxies, proxy_seconds = {}, 0.0
+    if with_proxies and protocol == "dev":
+        _batches("dev")
+        proxies, proxy_seconds = compute_proxies(arch, supernet.space, _WORKER["proxy_batch"], PROXIES)
+    return EvalRecord(arch_id=arch.arch_id, protocol=protocol, arch=arch.to_dict(), wer=result.wer, cer=result.cer,
+                      intent_accuracy=result.intent_accuracy, params=int(param_counts(space, row)[0]),
+                      flops=int(flops(space, row, REFERENCE_FRAMES)[0]), latency_ms=latency_ms, proxies=proxies,
+                      eval_seconds=result.seconds, proxy_seconds=proxy_seconds)

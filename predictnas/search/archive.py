@@ -1,0 +1,58 @@
+"""What a search keeps of everything it scored: the best rows by reward and the running Pareto front."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .pareto import merge_front, non_dominated
+from .problem import Scores
+from .rows import concat_rows, take_rows
+
+
+class Archive:
+    """The ``top_k`` feasible rows by reward, and the Pareto front of every feasible row scored.
+
+    Fed only feasible, distinct rows (the algorithms dedup before scoring), so both are distinct. The
+    front is exact: the front of a union is the front of (old front + new rows), and rows the old front
+    dominates are dropped first, with one binary search each.
+    """
+
+    def __init__(self, top_k: int):
+        self.top_k = top_k
+        self.genes: np.ndarray | None = None  # best first
+        self.scores: Scores | None = None
+        self.reward = np.zeros(0)
+        self.front_genes: np.ndarray | None = None  # sorted by latency
+        self.front_scores: Scores | None = None
+        self.front_objectives = np.zeros((0, 2))
+
+    def update(self, genes: np.ndarray, scores: Scores, reward: np.ndarray, objectives: np.ndarray) -> None:
+        if len(genes) == 0:
+            return
+        self._update_top(genes, scores, reward)
+        self._update_front(genes, scores, objectives)
+
+    def _update_top(self, genes: np.ndarray, scores: Scores, reward: np.ndarray) -> None:
+        if len(reward) > self.top_k:  # only the batch's own top k can enter
+            best = np.argpartition(-reward, self.top_k - 1)[:self.top_k]
+            genes, scores, reward = take_rows(genes, best), scores.take(best), reward[best]
+        if self.genes is not None:
+            genes = concat_rows([self.genes, genes])
+            scores = Scores.concat([self.scores, scores])
+            reward = np.concatenate([self.reward, reward])
+        order = np.argsort(-reward, kind="stable")[:self.top_k]
+        self.genes, self.scores, self.reward = take_rows(genes, order), scores.take(order), reward[order]
+
+    def _update_front(self, genes: np.ndarray, scores: Scores, objectives: np.ndarray) -> None:
+        keep = np.flatnonzero(merge_front(self.front_objectives, objectives))
+        if len(keep) == 0:
+            return
+        genes, scores, objectives = take_rows(genes, keep), scores.take(keep), objectives[keep]
+        if self.front_genes is not None:
+            genes = concat_rows([self.front_genes, genes])
+            scores = Scores.concat([self.front_scores, scores])
+            objectives = np.concatenate([self.front_objectives, objectives])
+        on_front = np.flatnonzero(non_dominated(objectives))
+        order = on_front[np.lexsort((objectives[on_front, 0], objectives[on_front, 1]))]
+        self.front_genes, self.front_scores = take_rows(genes, order), scores.take(order)
+        self.front_objectives = objectives[order]

@@ -1,0 +1,178 @@
+"""A whole search as the ``search`` command runs it: LUT + predictor -> minimize -> top.json, pareto.json/png.
+
+The unit parsers give one-line errors (``40ms``, ``0.04s``; ``5M`` parameters; ``64MB``), the guards run
+before any work (hardware gap of the table, a predictor for another space, an impossible budget), and
+every artifact is written atomically.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..bundle import Bundle, Candidate
+from ..errors import PredictnasError
+from ..io import atomic_path, write_json
+from ..latency.estimate import LatencyEstimator
+from ..latency.table import LatencyTable
+from .ga import GeneticAlgorithm
+from .minimize import minimize
+from .nsga2 import NSGA2
+from .problem import Problem, Scores
+from .scoring import CostScorer
+from .termination import MaxGenerations, MaxSeconds
+
+_UNITS_MS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
+_UNITS_COUNT = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
+_UNITS_BYTES = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3}
+
+
+def _parse(text: str, units: dict, what: str, example: str) -> float:
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-zµ]*)\s*", str(text).lower())
+    if not match or match.group(2) not in units:
+        raise PredictnasError(f"{what} {text!r}: expected a number with a unit, e.g. {example}")
+    value = float(match.group(1)) * units[match.group(2)]
+    if not value > 0:
+        raise PredictnasError(f"{what} {text!r}: must be positive")
+    return value
+
+
+def parse_latency_ms(text: str) -> float:
+    return _parse(text, _UNITS_MS, "latency budget", "40ms or 0.04s")
+
+
+def parse_count(text: str) -> float:
+    return _parse(text, _UNITS_COUNT, "parameter budget", "5M or 500k")
+
+
+def parse_bytes(text: str) -> float:
+    return _parse(text, _UNITS_BYTES, "memory budget", "64MB or 512MiB")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    budget_ms: float
+    lam: float = 0.02
+    max_params: float | None = None
+    max_memory_bytes: float | None = None
+    top_k: int = 5
+    pareto: bool = False
+    environment: str | None = None
+    generations: int | None = None
+    seconds: float = 60.0
+    seed: int = 0
+    population: int | None = None
+
+
+class ScannedSample:
+    """Wraps a scorer and keeps a uniform random sample of what it scored, for the Pareto plot."""
+
+    def __init__(self, scorer: Callable[[np.ndarray], Scores], keep: int = 20_000, seed: int = 0):
+        self.scorer, self.keep = scorer, keep
+        self.rng = np.random.default_rng(seed)
+        self.wer, self.latency, self.seen = np.zeros(0), np.zeros(0), 0
+
+    def __call__(self, genes: np.ndarray) -> Scores:
+        scores = self.scorer(genes)
+        self.seen += len(genes)
+        take = self.rng.random(len(genes)) < self.keep / max(self.seen, self.keep)  # about keep rows in all
+        self.wer = np.concatenate([self.wer, scores.wer[take]])
+        self.latency = np.concatenate([self.latency, scores.latency_ms[take]])
+        if len(self.wer) > 2 * self.keep:
+            thin = self.rng.random(len(self.wer)) < 0.5
+            self.wer, self.latency = self.wer[thin], self.latency[thin]
+        return scores
+
+
+def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Path, predictor_path: Path,
+               allow_hardware_gap: bool = False, progress: bool = True, command: str = "",
+               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> Bundle:
+    """Search, then write ``out`` (top.json) with pareto.json and pareto.png beside it."""
+    if predictor.space.config != table.space:
+        raise PredictnasError(f"the predictor was fit on space {predictor.space.config.name!r} and the latency "
+                              f"table is for {table.space.name!r} (or their sizes differ); use matching ones")
+    warning = table.check_device(allow_mismatch=allow_hardware_gap)
+    if warning:
+        log(f"warning: hardware gap: {warning}; predicted latencies may not hold on this machine")
+    target = predictor.target_for(settings.environment)
+    estimator = LatencyEstimator(table, predictor.space)
+    scorer = ScannedSample(CostScorer(estimator, lambda genes: predictor.predict(genes, target)), seed=settings.seed)
+    problem = Problem(predictor.space, scorer, estimator, settings.budget_ms, lam=settings.lam,
+                      max_params=settings.max_params, max_memory_bytes=settings.max_memory_bytes)
+    if settings.pareto:
+        algorithm = NSGA2(population_size=settings.population or 10_000, top_k=max(settings.top_k, 100))
+    else:
+        algorithm = GeneticAlgorithm(population_size=settings.population or 20_000, top_k=max(settings.top_k, 100))
+    termination = (MaxGenerations(settings.generations) if settings.generations else MaxSeconds(settings.seconds))
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, disable=not progress, desc="search", unit="‰", dynamic_ncols=True, file=sys.stderr,
+               bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+
+    def on_generation(stats) -> None:
+        bar.n = int(1000 * stats.progress)
+        bar.set_postfix_str(f"gen {stats.generations}, {stats.candidates_scored:,} scored, "
+                            f"{stats.candidates_per_second:,.0f}/s, best reward {stats.best_reward:.4f}")
+
+    started = time.perf_counter()
+    result = minimize(problem, algorithm, termination, seed=settings.seed, callback=on_generation)
+    bar.close()
+    wall = time.perf_counter() - started
+    if not len(result.genes):
+        raise PredictnasError(f"no candidate met the budget of {settings.budget_ms:g} ms")
+
+    space = predictor.space
+    candidates = tuple(Candidate(i + 1, space.decode(row), {**result.scores.row(i), "reward": float(result.reward[i])})
+                       for i, row in enumerate(result.genes[:settings.top_k]))
+    supernet = predictor.supernet or {}
+    bundle = Bundle(
+        space=space.config, candidates=candidates,
+        model={"sample_rate": supernet.get("sample_rate"), "features": supernet.get("features"),
+               "intents": supernet.get("intents"), "supernet": {"path": supernet.get("path"), "hash": supernet.get("hash")}},
+        reference_input={"seconds": table.input_seconds, "frames": table.frames.input},
+        device=table.device, lut={"path": table.source, "hash": table.content_hash()},
+        predictor={"path": str(predictor_path), "hash": predictor.content_hash, "target": target,
+                   "data_hash": predictor.data_hash, "cv": predictor.metrics.get(target, {}).get("cv")},
+        objective={"mode": "pareto" if settings.pareto else "reward", "reward": "-wer - lambda * log(latency_ms)",
+                   "lambda": settings.lam, "budget_ms": settings.budget_ms, "max_params": settings.max_params,
+                   "max_memory_bytes": settings.max_memory_bytes, "environment": settings.environment},
+        search={**result.stats.to_dict(), "wall_seconds": round(wall, 3), "algorithm": result.algorithm,
+                "seed": settings.seed, "settings": asdict(settings), "command": command,
+                "fastest_ms": problem.fastest_ms, "candidates": result.stats.candidates_scored})
+    bundle.save(out)
+    front = [{"arch_id": space.decode(row).arch_id, "arch": space.decode(row).to_dict(), **result.front_scores.row(i)}
+             for i, row in enumerate(result.front_genes)]
+    write_json(out.parent / "pareto.json", {"budget_ms": settings.budget_ms, "target": target, "front": front,
+                                            "search": bundle.search})
+    plot_pareto(scorer, result, candidates, settings, out.parent / "pareto.png", target)
+    return bundle
+
+
+def plot_pareto(scanned: ScannedSample, result, candidates, settings: SearchSettings, path: Path, target: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    ax.scatter(scanned.latency, 100 * scanned.wer, s=2, c="lightgray", alpha=0.5,
+               label=f"scanned (sample of {len(scanned.wer):,} of {scanned.seen:,})")
+    if len(result.front_genes):
+        ax.plot(result.front_scores.latency_ms, 100 * result.front_scores.wer, "-o", ms=3, c="tab:blue",
+                label="Pareto front (feasible)")
+    ax.scatter([c.predicted["latency_ms"] for c in candidates], [100 * c.predicted["wer"] for c in candidates],
+               marker="*", s=160, c="tab:red", zorder=5, label=f"top-{len(candidates)}")
+    ax.axvline(settings.budget_ms, color="red", ls=":", label=f"budget {settings.budget_ms:g} ms")
+    ax.set(xscale="log", xlabel="predicted latency (ms, LUT)", ylabel=f"predicted {target} (%)",
+           title="predictnas search")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,31 @@
+"""A scorer built from this package's parts: latency table, closed-form costs, an injected WER model."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..complexity import BYTES_PER_FLOAT, param_counts, peak_activation_bytes
+from ..latency.estimate import LatencyEstimator
+from .problem import Scores
+
+
+class CostScorer:
+    """``genes -> Scores``: latency from a :class:`LatencyEstimator`, parameters and peak memory in closed
+    form, WER from ``wer`` (any vectorized function of gene matrices, e.g. the XGBoost predictor).
+
+    ``memory_bytes`` is the fp32 weights plus the peak activations of a batch-1 forward on the latency
+    table's reference input (:func:`predictnas.complexity.peak_activation_bytes`).
+    """
+
+    def __init__(self, estimator: LatencyEstimator, wer: Callable[[np.ndarray], np.ndarray],
+                 frames: int | None = None):
+        self.estimator, self.space, self.wer = estimator, estimator.space, wer
+        self.frames = frames or estimator.table.frames.input
+
+    def __call__(self, genes: np.ndarray) -> Scores:
+        params = param_counts(self.space, genes)
+        memory = params * BYTES_PER_FLOAT + peak_activation_bytes(self.space, genes, self.frames)
+        return Scores(wer=np.asarray(self.wer(genes), dtype=np.float64), latency_ms=self.estimator.estimate(genes),
+                      params=params, memory_bytes=memory)

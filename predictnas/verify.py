@@ -1,0 +1,250 @@
+"""The verify stage: retrain the picks of ``top.json``, measure them for real, compare with predictions.
+
+For every candidate (and, with ``baselines``, every hand-crafted Conformer of ``data/archs``):
+
+1. rebuild it from the bundle and fine-tune it from the supernet's weights (or train it from scratch),
+   in its own resumable run directory;
+2. export ONNX fp32 and dynamic int8, and time the device's format with the latency table's protocol
+   (reference-normalised like the table) on the table's reference input;
+3. score WER per environment and intent accuracy on the test split (unseen voices) through ONNX Runtime,
+   and the supernet-inherited WER on the same split with PyTorch;
+4. with a production sample rate other than the model's, score it again on audio captured at that rate.
+
+Each model's result is written atomically as soon as it is complete, so a killed run resumes with the
+models still missing. The report is :mod:`predictnas.report`'s business.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .bundle import Bundle
+from .data.dataset import FeatureStore, epoch_batches
+from .data.features import FeatureConfig, SpecAugment
+from .data.text import CharTokenizer
+from .errors import PredictnasError
+from .evaluate import bind, evaluate
+from .experiment import load_split, load_trained_supernet
+from .io import read_json, write_json
+from .latency.devices import fingerprint_mismatch, get_device
+from .latency.estimate import LatencyEstimator
+from .latency.protocol import PROTOCOLS, Graph, Reference, measure, reference_graph
+from .latency.table import LatencyTable
+from .space import Arch, SearchSpace
+from .supernet import Subnet, SubnetOutput, load_subnet, save_subnet
+from .supernet.export import INPUT_NAME, export_onnx
+from .train import SingleModelObjective, Trainer, TrainConfig
+
+BASELINES_DIR = Path(__file__).resolve().parents[1] / "data" / "archs"
+RESULT = "result.json"
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    finetune_steps: int = 400
+    from_scratch: bool = False
+    peak_lr: float = 1e-3  # fine-tuning; from scratch uses the supernet recipe's
+    batch_seconds: float = 40.0
+    device: str = "cpu"
+    production_sample_rate: int | None = None
+    baselines: tuple[str, ...] = ()  # ARCH.json files of hand-crafted models
+    allow_hardware_gap: bool = False
+    split: str = "test"
+    protocols: str = "standard"
+    seed: int = 0
+
+    def train_config(self) -> TrainConfig:
+        if self.from_scratch:
+            return TrainConfig(steps=self.finetune_steps, batch_seconds=self.batch_seconds, peak_lr=3e-3,
+                               warmup_steps=min(150, self.finetune_steps // 10 + 1), seed=self.seed)
+        return TrainConfig(steps=self.finetune_steps, batch_seconds=self.batch_seconds, peak_lr=self.peak_lr,
+                           warmup_steps=min(50, self.finetune_steps // 10 + 1), seed=self.seed)
+
+
+@dataclass(frozen=True)
+class Model:
+    """One model to verify: a NAS pick (with its predictions) or a hand-crafted baseline."""
+
+    name: str
+    kind: str  # "nas" or "baseline"
+    arch: Arch
+    predicted: dict
+
+
+def shipped_baselines() -> tuple[str, ...]:
+    """The uniformly scaled Conformers of ``data/archs`` (for the default space)."""
+    return tuple(str(p) for p in sorted(BASELINES_DIR.glob("conformer-*.json")))
+
+
+def models_to_verify(bundle: Bundle, baselines: tuple[str, ...]) -> list[Model]:
+    space = SearchSpace(bundle.space)
+    models = [Model(f"nas-{c.rank}", "nas", c.arch, dict(c.predicted)) for c in bundle.candidates]
+    for path in baselines:
+        arch = space.from_json(read_json(path), source=f"baseline {path} (in space {space.config.name})")
+        models.append(Model(Path(path).stem, "baseline", arch, {}))
+    return models
+
+
+def check_hardware(bundle: Bundle, table: LatencyTable, settings: VerifySettings) -> list[str]:
+    """The hardware-gap guard: refuse to verify on another machine than the table's, unless allowed."""
+    device = get_device(settings.device)
+    warnings = []
+    problem = fingerprint_mismatch(table.device["fingerprint"], device.fingerprint())
+    if problem:
+        message = f"hardware gap: the latency table was {problem}"
+        if not settings.allow_hardware_gap:
+            raise PredictnasError(message + "; verify measures on this machine, so its latencies would not be "
+                                            "comparable (rebuild the table here, or pass --allow-hardware-gap)")
+        warnings.append(message)
+    if bundle.device.get("id") != table.device_id:
+        raise PredictnasError(f"top.json was searched with the {bundle.device.get('id')} table, but --device "
+                              f"{settings.device} uses {table.device_id}; verify on the device it was searched for")
+    return warnings
+
+
+def verify_model(model: Model, supernet, table: LatencyTable, settings: VerifySettings, out: Path,
+                 progress: bool = True) -> dict:
+    """Train, export, time and score one model in ``out / model.name``; resumes where it stopped."""
+    work = out / model.name
+    done = work / RESULT
+    if done.exists():
+        result = read_json(done)
+        if result.get("arch_id") == model.arch.arch_id:
+            return result
+    work.mkdir(parents=True, exist_ok=True)
+    space = supernet.space
+    started = time.perf_counter()
+    subnet = _trained(model.arch, supernet, settings, work / "train", progress)
+    train_seconds = time.perf_counter() - started
+
+    fp32 = export_onnx(subnet.eval(), work / "model.onnx")
+    int8_device = get_device("cpu-int8")
+    int8 = work / "model.int8.onnx"
+    int8.write_bytes(int8_device.prepare(fp32.read_bytes()))
+    device = get_device(settings.device)
+    onnx_bytes = (int8 if device.fingerprint()["dtype"] == "int8" else fp32).read_bytes()
+    latency = _measure_latency(device, onnx_bytes, table, space.n_mels, settings.protocols)
+
+    session = device.session(onnx_bytes)
+    test = load_split(supernet, settings.split, progress=progress)
+    intents = supernet.metadata["intents"]
+    batches = epoch_batches(test, intents, batch_seconds=120.0)
+    measured = evaluate(_onnx_model(session), batches, CharTokenizer())
+    inherited = evaluate(bind(supernet, model.arch), batches, CharTokenizer())
+    estimator = LatencyEstimator(table, SearchSpace(table.space))
+    result = {
+        "name": model.name, "kind": model.kind, "arch_id": model.arch.arch_id, "arch": model.arch.to_dict(),
+        "params": sum(p.numel() for p in subnet.parameters()), "predicted": model.predicted,
+        "lut_latency_ms": estimator.estimate_arch(model.arch),
+        "measured": {"latency": latency, "format": "int8" if device.fingerprint()["dtype"] == "int8" else "fp32",
+                     "device": device.device_id, **measured.to_dict()},
+        "inherited": inherited.to_dict(),
+        "training": {"steps": settings.finetune_steps, "from_scratch": settings.from_scratch,
+                     "seconds": train_seconds},
+        "onnx": {"fp32": str(fp32), "int8": str(int8)},
+    }
+    if settings.production_sample_rate and settings.production_sample_rate != supernet.metadata["sample_rate"]:
+        production = _production_store(supernet, settings, test)
+        result["production"] = {"sample_rate": settings.production_sample_rate, **evaluate(
+            _onnx_model(session), epoch_batches(production, intents, batch_seconds=120.0), CharTokenizer()).to_dict()}
+    write_json(done, result)
+    return result
+
+
+def _trained(arch: Arch, supernet, settings: VerifySettings, run_dir: Path, progress: bool) -> Subnet:
+    """The fine-tuned (or from-scratch) subnet, trained in ``run_dir`` (resumed after a kill)."""
+    if (run_dir / "model.pt").exists():
+        return load_subnet(run_dir / "model.pt")
+    if settings.from_scratch:
+        torch.manual_seed(settings.seed)
+        subnet = Subnet(arch, supernet.space, dropout=0.1)
+    else:
+        subnet = supernet.extract(arch)
+    config = settings.train_config()
+    if config.steps > 0:
+        train = load_split(supernet, "train", progress=progress)
+        intents = supernet.metadata["intents"]
+        trainer = Trainer(subnet, config,
+                          batches=lambda epoch, g: epoch_batches(train, intents, batch_seconds=config.batch_seconds,
+                                                                 shuffle=True, generator=g),
+                          run_dir=run_dir, augment=SpecAugment().train(), objective=SingleModelObjective(),
+                          data_fingerprint=arch.arch_id, artifact="model.pt", save=save_subnet,
+                          frames_per_second=FeatureConfig.from_dict(supernet.metadata["features"]).frames_per_second)
+        trainer.fit(progress=progress)
+    else:
+        save_subnet(subnet, run_dir / "model.pt")
+    return subnet
+
+
+def _measure_latency(device, onnx_bytes: bytes, table: LatencyTable, n_mels: int, protocols: str) -> dict:
+    """The table's whole-model protocol on the table's reference input (ms, normalised like the table)."""
+    protocol = PROTOCOLS[protocols]
+    features = np.random.default_rng(0).standard_normal((1, table.frames.input, n_mels), dtype=np.float32)
+    graph = Graph(onnx_bytes, {INPUT_NAME: features})
+    kwargs = {}
+    if protocol.normalize:
+        kwargs = {"reference": Reference(device, reference_graph()), "reference_ms": table.reference_ms}
+    m = measure(device, graph, protocol.model, **kwargs)
+    return {"ms": m.ms, "median_ms": m.median_ms, "p90_ms": m.p90_ms, "cv": m.cv, "runs": m.runs,
+            "sessions": m.sessions, "protocol": protocols}
+
+
+def _onnx_model(session):
+    """An ONNX Runtime session as an evaluate() model: one utterance at a time (batch-1 export)."""
+    def run(features: torch.Tensor, lengths: torch.Tensor) -> SubnetOutput:
+        ctc, intents, out_lengths = [], [], []
+        for x, n in zip(features, lengths):
+            logits, intent = session.run(None, {INPUT_NAME: x[None, :int(n)].numpy()})
+            ctc.append(torch.from_numpy(logits[0]))
+            intents.append(torch.from_numpy(intent[0]))
+            out_lengths.append(logits.shape[1])
+        padded = torch.nn.utils.rnn.pad_sequence(ctc, batch_first=True)
+        return SubnetOutput(padded, torch.stack(intents), torch.tensor(out_lengths))
+    return run
+
+
+def _production_store(supernet, settings: VerifySettings, test: FeatureStore) -> FeatureStore:
+    """The test split as audio captured at the production rate and brought to the model's rate."""
+    config = dataclasses.replace(FeatureConfig.from_dict(supernet.metadata["features"]),
+                                 capture_rate=settings.production_sample_rate)
+    cache = test.path.parent if test.path is not None else None
+    return FeatureStore.build(list(test.utterances), config, cache, resample=supernet.metadata.get("resample", False))
+
+
+def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySettings, supernet_path: Path | None = None,
+               lut_path: Path | None = None, progress: bool = True, log=print) -> dict:
+    """Verify every model of the bundle into ``out``; returns the verify.json content (also written)."""
+    from .latency.table import find_table
+    from .report import write_report
+
+    bundle = Bundle.load(bundle_path)
+    out = Path(out)
+    supernet_path = Path(supernet_path or bundle.model["supernet"]["path"])
+    supernet = load_trained_supernet(path=supernet_path)
+    if supernet.space != bundle.space:
+        raise PredictnasError(f"{supernet_path}: its search space differs from the one top.json was searched in")
+    table = LatencyTable.load(lut_path or find_table(settings.device, bundle.space.name))
+    warnings = check_hardware(bundle, table, settings)
+    model_rate = supernet.metadata["sample_rate"]
+    if settings.production_sample_rate and settings.production_sample_rate != model_rate:
+        warnings.append(f"feature mismatch: the models were searched and trained at {model_rate} Hz, production "
+                        f"audio is {settings.production_sample_rate} Hz; WER is also reported on test audio "
+                        f"captured at {settings.production_sample_rate} Hz")
+    for w in warnings:
+        log(f"warning: {w}")
+    results = []
+    models = models_to_verify(bundle, settings.baselines)
+    for i, model in enumerate(models, 1):
+        log(f"[{i}/{len(models)}] {model.name} ({model.arch.arch_id})")
+        results.append(verify_model(model, supernet, table, settings, out, progress))
+    verification = {"bundle": str(Path(bundle_path).resolve()), "settings": dataclasses.asdict(settings),
+                    "device": table.device, "lut": table.source, "warnings": warnings,
+                    "budget_ms": bundle.objective.get("budget_ms"), "search": bundle.search, "models": results}
+    write_report(verification, out)
+    return verification

@@ -1,0 +1,199 @@
+"""The last stages end to end on the tiny space, as a user runs them: search -> top.json -> verify.
+
+Real parts throughout: a tiny supernet trained on the tiny corpus, a latency table measured here with
+ONNX Runtime (quick protocol), an XGBoost predictor fit on evaluated subnets, ONNX fp32/int8 exports.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from predictnas.bundle import Bundle
+from predictnas.search.job import parse_bytes, parse_count, parse_latency_ms
+from predictnas.errors import PredictnasError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    return {**os.environ, "PREDICTNAS_CACHE": str(tmp_path_factory.mktemp("cache"))}
+
+
+def predictnas(env, *args):
+    return subprocess.Popen([sys.executable, "-m", "predictnas", *map(str, args)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run(env, *args) -> subprocess.CompletedProcess:
+    proc = predictnas(env, *args)
+    out, err = proc.communicate(timeout=900)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def one_error_line(result: subprocess.CompletedProcess, message: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def experiment(env, tmp_path_factory) -> dict:
+    run_dir = tmp_path_factory.mktemp("run")
+    for args in (("train", "--preset", "tiny", "--steps", 12),
+                 ("sample", "--n", 16, "--repeat", 0, "--no-proxies", "--no-progress"),
+                 ("fit", "--folds", 3)):
+        result = run(env, *args, "--run-dir", run_dir)
+        assert result.returncode == 0, result.stderr
+    lut = run_dir / "tiny-lut.json"
+    result = run(env, "build-lut", "--space", "speech-tiny", "--input-seconds", "0.5", "--protocol", "quick",
+                 "--calibration", "4", "--heldout", "3", "--no-progress", "--out", lut)
+    assert result.returncode == 0, result.stderr
+    return {"run_dir": run_dir, "lut": lut}
+
+
+def search(env, experiment, *args):
+    return run(env, "search", "--run-dir", experiment["run_dir"], "--lut", experiment["lut"], "--no-progress", *args)
+
+
+def test_units_parse_and_bad_budgets_are_one_line_errors():
+    assert parse_latency_ms("40ms") == 40 and parse_latency_ms("0.04s") == 40 and parse_latency_ms("1500us") == 1.5
+    assert parse_count("5M") == 5e6 and parse_count("500k") == 5e5 and parse_bytes("64MB") == 64e6
+    assert parse_bytes("1MiB") == 1024 ** 2
+    for bad in ("40", "fast", "-3ms", "0ms", "40 parsecs"):
+        with pytest.raises(PredictnasError, match="latency budget"):
+            parse_latency_ms(bad)
+
+
+def test_search_writes_the_bundle_the_front_and_the_plot(env, experiment):
+    table = json.loads(experiment["lut"].read_text())
+    fastest = table["accuracy"]["space_span_ms"]["fastest"]["predicted_ms"]
+    budget = 3 * fastest
+    result = search(env, experiment, "--budget", f"{budget}ms", "--generations", 5, "--population", 200, "--top-k", 3)
+    assert result.returncode == 0, result.stderr
+    out = experiment["run_dir"]
+    bundle = Bundle.load(out / "top.json")
+    assert len(bundle.candidates) == 3
+    assert all(c.predicted["latency_ms"] <= budget for c in bundle.candidates)
+    assert [c.rank for c in bundle.candidates] == [1, 2, 3]
+    assert bundle.model["sample_rate"] == 16000 and bundle.model["supernet"]["hash"]
+    assert bundle.device["id"] == table["device"]["id"] and bundle.lut["hash"] and bundle.predictor["hash"]
+    assert bundle.reference_input["frames"] == table["reference_input"]["frames"]
+    assert bundle.search["candidates"] > 0 and bundle.search["seed"] == 0
+    front = json.loads((out / "pareto.json").read_text())["front"]
+    assert front and all(p["latency_ms"] <= budget for p in front)
+    latencies = [p["latency_ms"] for p in front]
+    wers = [p["wer"] for p in front]
+    assert latencies == sorted(latencies) and all(a >= b for a, b in zip(wers, wers[1:]))
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_search_refuses_impossible_budgets_and_other_spaces(env, experiment, tmp_path):
+    one_error_line(search(env, experiment, "--budget", "0.0001ms", "--generations", 1),
+                   "below the fastest latency this space reaches")
+    one_error_line(search(env, experiment, "--budget", "40"), "expected a number with a unit")
+    shipped_table = next((REPO / "lut").glob("cpu-1t-fp32-*.json"))
+    one_error_line(run(env, "search", "--run-dir", experiment["run_dir"], "--budget", "40ms", "--lut", shipped_table),
+                   "the predictor was fit on space 'speech-tiny'")
+    (tmp_path / "bad.json").write_text("{")
+    one_error_line(search(env, experiment, "--budget", "40ms", "--predictor", tmp_path / "bad.json"), "not valid JSON")
+
+
+def test_pareto_mode_returns_a_feasible_front(env, experiment, tmp_path):
+    table = json.loads(experiment["lut"].read_text())
+    budget = 2 * table["accuracy"]["space_span_ms"]["fastest"]["predicted_ms"]
+    out = tmp_path / "top.json"
+    result = search(env, experiment, "--budget", f"{budget}ms", "--pareto", "--generations", 4, "--population", 100,
+                    "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert Bundle.load(out).objective["mode"] == "pareto"
+    assert all(p["latency_ms"] <= budget for p in json.loads((tmp_path / "pareto.json").read_text())["front"])
+
+
+@pytest.fixture(scope="module")
+def bundle_path(env, experiment, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("search") / "top.json"
+    table = json.loads(experiment["lut"].read_text())
+    budget = 3 * table["accuracy"]["space_span_ms"]["fastest"]["predicted_ms"]
+    result = search(env, experiment, "--budget", f"{budget}ms", "--generations", 3, "--population", 100,
+                    "--top-k", 2, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def verify(env, experiment, bundle_path, out, *args):
+    return run(env, "verify", bundle_path, "--lut", experiment["lut"], "--finetune-steps", 2, "--protocol", "quick",
+               "--no-progress", "--out", out, *args)
+
+
+def test_verify_measures_compares_and_reports(env, experiment, bundle_path, tmp_path):
+    baseline = tmp_path / "hand-made.json"
+    baseline.write_text(Bundle.load(bundle_path).candidates[0].arch.to_json())  # any valid arch of the space
+    out = tmp_path / "verify"
+    result = verify(env, experiment, bundle_path, out, "--baseline", baseline, "--production-sample-rate", 8000)
+    assert result.returncode == 0, result.stderr
+    assert "feature mismatch" in result.stderr and "8000 Hz" in result.stderr
+    report = json.loads((out / "verify.json").read_text())
+    names = [m["name"] for m in report["models"]]
+    assert names == ["nas-1", "nas-2", "hand-made"]
+    for m in report["models"]:
+        assert m["measured"]["latency"]["ms"] > 0 and m["measured"]["format"] == "fp32"
+        assert {"quiet_home", "industrial_warehouse", "all"} <= set(m["measured"]["wer"])
+        assert set(m["inherited"]["wer"]) == set(m["measured"]["wer"])
+        assert m["production"]["sample_rate"] == 8000
+        assert Path(m["onnx"]["fp32"]).exists() and Path(m["onnx"]["int8"]).exists()
+    nas = report["models"][0]
+    assert nas["predicted"]["latency_ms"] > 0 and nas["budget_met"] in (True, False)
+    assert "kendall_inherited_vs_finetuned" in report["summary"] and "best_baseline" in report["summary"]
+    assert "| nas-1 |" in (out / "report.md").read_text()
+    assert (out / "verify.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_verify_resumes_after_a_kill_and_keeps_finished_models(env, experiment, bundle_path, tmp_path):
+    out = tmp_path / "verify"
+    proc = predictnas(env, "verify", bundle_path, "--lut", experiment["lut"], "--finetune-steps", 2, "--protocol",
+                      "quick", "--no-progress", "--out", out)
+    first = out / "nas-1" / "result.json"
+    deadline = time.monotonic() + 600
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert first.exists() and not (out / "verify.json").exists()
+    stamp = first.stat().st_mtime_ns
+    resumed = verify(env, experiment, bundle_path, out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert first.stat().st_mtime_ns == stamp  # not redone
+    assert [m["name"] for m in json.loads((out / "verify.json").read_text())["models"]] == ["nas-1", "nas-2"]
+
+
+def test_verify_refuses_a_table_from_other_hardware(env, experiment, bundle_path, tmp_path):
+    table = json.loads(experiment["lut"].read_text())
+    table["device"]["fingerprint"]["cpu_model"] = "Imaginary CPU 9000"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(table))
+    refused = run(env, "verify", bundle_path, "--lut", other, "--out", tmp_path / "v", "--no-progress")
+    one_error_line(refused, "hardware gap")
+    broken = tmp_path / "top.json"
+    broken.write_text(bundle_path.read_text().replace('"format": "predictnas-top/1"', '"format": "zip"'))
+    one_error_line(run(env, "verify", broken, "--out", tmp_path / "w"), "not a predictnas top.json")
+
+
+def test_estimate_adds_the_predicted_errors(env, experiment, tmp_path):
+    arch = tmp_path / "arch.json"
+    from predictnas.space import get_space
+
+    arch.write_text(get_space("speech-tiny").covering()[1].to_json())
+    result = run(env, "estimate", arch, "--lut", experiment["lut"], "--predictor",
+                 experiment["run_dir"] / "predictor.json", "--json")
+    assert result.returncode == 0, result.stderr
+    predicted = json.loads(result.stdout)["predicted"]
+    assert {"wer/all", "wer/quiet_home", "cer/all"} <= set(predicted)
+    assert all(0 <= v <= 2 for v in predicted.values())

@@ -1,0 +1,246 @@
+"""The predictor stage on the tiny corpus: covering sample, SQLite store, proxies, XGBoost fit."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from predictnas.errors import PredictnasError
+from predictnas.predictor import AccuracyPredictor, EvalRecord, FeatureSpec, SQLiteStore
+from predictnas.predictor.proxies import PROXIES, compute_proxies
+from predictnas.predictor.sampling import coverage_sample
+from predictnas.space import get_space
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    return {**os.environ, "PREDICTNAS_CACHE": str(tmp_path_factory.mktemp("cache"))}
+
+
+def predictnas(env, *args):
+    return subprocess.Popen([sys.executable, "-m", "predictnas", *map(str, args)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run(env, *args) -> subprocess.CompletedProcess:
+    proc = predictnas(env, *args)
+    out, err = proc.communicate(timeout=900)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def run_dir(env, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("run")
+    result = run(env, "train", "--preset", "tiny", "--run-dir", path)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def sampled(env, run_dir) -> Path:
+    result = run(env, "sample", "--run-dir", run_dir, "--n", 30, "--repeat", 6, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "36 subnets evaluated now" in result.stdout
+    return run_dir
+
+
+def _rows(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT arch_id, protocol FROM evals").fetchall()
+
+
+# ---- covering sample --------------------------------------------------------------------------------
+
+def test_coverage_sample_is_distinct_prefix_stable_and_covers_the_strata():
+    space = get_space()
+    first = coverage_sample(space, 300, seed=3)
+    more = coverage_sample(space, 400, seed=3)
+    assert np.array_equal(first, more[:300])
+    assert space.validate(first).all()
+    assert len(np.unique(space.row_keys(first))) == 300
+    depths = space.depth_of(first)
+    assert {int(w) for w in first[:, 2]} == set(range(len(space.config.widths)))
+    assert depths.min() == min(space.config.depths) and depths.max() == max(space.config.depths)
+    # stratification reaches the ends of the cost range more than uniform draws do
+    from predictnas.complexity import param_counts
+    uniform = param_counts(space, space.sample(300, np.random.default_rng(3)))
+    covered = param_counts(space, first)
+    assert covered.min() < np.quantile(uniform, 0.02) and covered.max() > np.quantile(uniform, 0.98)
+
+
+def test_coverage_sample_puts_anchors_first():
+    space = get_space()
+    anchors = space.sample(2, np.random.default_rng(9))
+    chosen = coverage_sample(space, 10, seed=0, anchors=anchors)
+    assert np.array_equal(chosen[:2], anchors)
+
+
+# ---- store contract ---------------------------------------------------------------------------------
+
+def _record(arch_id="a" * 16, protocol="dev", wer=0.5) -> EvalRecord:
+    return EvalRecord(arch_id=arch_id, protocol=protocol, arch={"x": 1}, wer={"all": wer}, cer={"all": wer / 2},
+                      intent_accuracy={"all": 0.9}, params=10, flops=20)
+
+
+def test_store_dedups_keeps_records_immutable_and_round_trips(tmp_path):
+    with SQLiteStore(tmp_path / "s.sqlite", {"supernet": "x"}) as store:
+        assert store.add(_record(wer=0.5))
+        assert not store.add(_record(wer=0.9))  # same (arch_id, protocol): ignored
+        assert store.add(_record(protocol="repeat", wer=0.7))
+        assert [r.wer["all"] for r in store.records("dev")] == [0.5]
+        assert store.records("dev")[0] == _record(wer=0.5).__class__(**{**store.records("dev")[0].to_dict()})
+        assert store.protocols() == {"dev": 1, "repeat": 1}
+
+
+def test_store_refuses_another_supernet_and_a_corrupt_file(tmp_path):
+    SQLiteStore(tmp_path / "s.sqlite", {"supernet": "x"}).close()
+    with pytest.raises(PredictnasError, match="another supernet"):
+        SQLiteStore(tmp_path / "s.sqlite", {"supernet": "y"})
+    (tmp_path / "bad.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(PredictnasError, match="not a usable evaluation store"):
+        SQLiteStore(tmp_path / "bad.sqlite")
+
+
+def _add_many(path: str, ids: list[str]) -> None:
+    with SQLiteStore(path, {"supernet": "x"}) as store:
+        for arch_id in ids:
+            store.add(_record(arch_id))
+
+
+def test_concurrent_writers_never_duplicate_or_lose_rows(tmp_path):
+    import multiprocessing
+
+    path = str(tmp_path / "s.sqlite")
+    ids = [f"{i:016x}" for i in range(400)]
+    context = multiprocessing.get_context("spawn")
+    # four writers over overlapping halves: every id is written by two processes
+    procs = [context.Process(target=_add_many, args=(path, ids[k * 100:k * 100 + 200])) for k in range(3)]
+    procs.append(context.Process(target=_add_many, args=(path, ids[300:] + ids[:100])))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    rows = _rows(Path(path))
+    assert sorted(r[0] for r in rows) == ids
+
+
+# ---- proxies ----------------------------------------------------------------------------------------
+
+def test_proxies_are_finite_deterministic_and_tell_architectures_apart():
+    import torch
+
+    from predictnas.data.dataset import Batch
+
+    space = get_space("speech-tiny")
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([120, 96, 80, 64])
+    features = torch.randn(4, 120, space.config.n_mels, generator=g)
+    for i, n in enumerate(lengths):
+        features[i, n:] = 0
+    batch = Batch(features, lengths, torch.randint(1, 29, (4, 10), generator=g), torch.tensor([10, 8, 6, 5]),
+                  torch.zeros(4, dtype=torch.int64), [None] * 4, [""] * 4, torch.arange(4))
+    archs = [space.decode(r) for r in space.sample(3, np.random.default_rng(0))]
+    scores = [compute_proxies(a, space.config, batch)[0] for a in archs]
+    assert all(set(s) == set(PROXIES) and all(np.isfinite(v) for v in s.values()) for s in scores)
+    assert compute_proxies(archs[0], space.config, batch)[0] == scores[0]
+    assert len({s["grad_norm"] for s in scores}) == 3 and len({s["nwot"] for s in scores}) == 3
+
+
+# ---- the sample command -----------------------------------------------------------------------------
+
+def test_sample_fills_the_store_and_a_second_run_skips_everything(env, sampled):
+    rows = _rows(sampled / "evals.sqlite")
+    assert sum(p == "dev" for _, p in rows) == 30 and sum(p == "repeat" for _, p in rows) == 6
+    with SQLiteStore(sampled / "evals.sqlite") as store:
+        records = store.records("dev")
+    assert all(0 <= r.wer["all"] and r.params > 0 and r.flops > 0 and r.eval_seconds > 0 for r in records)
+    assert all(set(PROXIES) <= set(r.proxies) for r in records)
+    assert {"quiet_home", "industrial_warehouse", "all"} <= set(records[0].wer)
+    again = run(env, "sample", "--run-dir", sampled, "--n", 30, "--repeat", 6, "--no-progress")
+    assert again.returncode == 0 and "0 subnets evaluated now, 36 already stored" in again.stdout
+
+
+def test_a_killed_sample_run_resumes_without_losing_or_duplicating(env, sampled, tmp_path):
+    store = tmp_path / "evals.sqlite"
+    (tmp_path / "supernet.pt").symlink_to(sampled / "supernet.pt")
+    proc = predictnas(env, "sample", "--run-dir", tmp_path, "--n", 16, "--repeat", 0, "--no-proxies", "--no-progress")
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if store.exists() and len(_rows(store)) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert 3 <= len(_rows(store)) < 16
+    resumed = run(env, "sample", "--run-dir", tmp_path, "--n", 16, "--repeat", 0, "--no-proxies", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = _rows(store)
+    assert len(rows) == len(set(rows)) == 16
+    with SQLiteStore(sampled / "evals.sqlite") as full:
+        assert {r[0] for r in rows} == {r.arch_id for r in full.records("dev")[:16]}
+
+
+# ---- fit and predict --------------------------------------------------------------------------------
+
+def test_fit_reports_rank_metrics_baselines_and_the_noise_ceiling(env, sampled):
+    result = run(env, "fit", "--run-dir", sampled, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout[:result.stdout.rindex("}") + 1])
+    # after a few tiny training steps every WER and CER is still 100 % (blank outputs): intent error varies
+    entry = report["targets"]["intent_error/all"]
+    assert set(entry["cv"]) == {"encoding,closed_form", "encoding", "encoding,closed_form,proxies"}
+    assert {"params", "flops", "proxy.synflow", "proxy.nwot"} <= set(entry["baselines"])
+    assert entry["noise_ceiling"]["subnets"] == 6
+    for metrics in entry["cv"].values():
+        assert -1 <= metrics["kendall_tau"] <= 1 and metrics["rmse"] >= 0
+    assert set(report["targets"]) == {"wer/all", "wer/quiet_home", "wer/industrial_warehouse", "cer/all",
+                                      "intent_error/all"}
+
+    predictor = AccuracyPredictor.load(sampled / "predictor.json")
+    space = predictor.space
+    genes = space.sample(1000, np.random.default_rng(0))
+    wer = predictor.predict(genes)
+    assert wer.shape == (1000,) and np.isfinite(wer).all()
+    assert set(predictor.targets) == set(report["targets"])
+    # the booster travels in XGBoost's own JSON format, and a reload predicts the same
+    data = json.loads((sampled / "predictor.json").read_text())
+    assert data["boosters"]["wer/all"]["learner"]["gradient_booster"]["name"] == "gbtree"
+    assert np.array_equal(AccuracyPredictor.load(sampled / "predictor.json").predict(genes), wer)
+
+
+def test_a_proxy_predictor_refuses_gene_matrices(env, sampled, tmp_path):
+    result = run(env, "fit", "--run-dir", sampled, "--features", "encoding,proxies", "--out", tmp_path / "p.json")
+    assert result.returncode == 0, result.stderr
+    predictor = AccuracyPredictor.load(tmp_path / "p.json")
+    with pytest.raises(PredictnasError, match="proxies"):
+        predictor.predict(predictor.space.sample(5, np.random.default_rng(0)))
+
+
+def test_bad_inputs_are_one_line_errors(env, sampled, tmp_path):
+    no_store = run(env, "fit", "--run-dir", tmp_path)
+    assert no_store.returncode == 2 and no_store.stderr.count("\n") == 1 and "predictnas sample" in no_store.stderr
+    bad_features = run(env, "fit", "--run-dir", sampled, "--features", "encoding,vibes")
+    assert bad_features.returncode == 2 and "vibes" in bad_features.stderr
+    (tmp_path / "p.json").write_text('{"format": "predictnas-predictor/1", "features": 3}')
+    with pytest.raises(PredictnasError, match="malformed predictor"):
+        AccuracyPredictor.load(tmp_path / "p.json")
+    (tmp_path / "q.json").write_text("{not json")
+    with pytest.raises(PredictnasError, match="not valid JSON"):
+        AccuracyPredictor.load(tmp_path / "q.json")
+
+
+def test_feature_spec_names_match_the_matrix():
+    space = get_space()
+    spec = FeatureSpec(("encoding", "closed_form"), space.config)
+    x = spec.matrix(space, space.sample(50, np.random.default_rng(0)))
+    assert x.shape == (50, len(spec.names(space))) and x.dtype == np.float32 and np.isfinite(x).all()
