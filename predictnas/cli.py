@@ -326,12 +326,13 @@ def _params_of(space: SearchSpace, arch: Arch) -> int:
 
 
 from .cli_predictor import fit_command, sample_command  # noqa: E402  (registered after the group exists)
-from .cli_search import search_command, verify_command  # noqa: E402
+from .cli_search import run_command, search_command, verify_command  # noqa: E402
 
 main.add_command(sample_command)
 main.add_command(fit_command)
 main.add_command(search_command)
 main.add_command(verify_command)
+main.add_command(run_command)
 
 if __name__ == "__main__":
     sys.exit(main())

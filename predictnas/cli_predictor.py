@@ -100,7 +100,7 @@ def _num(x, digits: int = 3) -> str:
 def format_report(report: dict) -> str:
     lines = [f"{report['rows']} subnets, {report['folds']}-fold cross-validation (held-out predictions)"]
     for target, entry in report["targets"].items():
-        low, mid, high = (100 * v for v in entry["wer_range"])
+        low, mid, high = (100 * v for v in entry["range"])
         lines.append(f"\n{target}  (min / median / max: {low:.1f} / {mid:.1f} / {high:.1f} %)")
         lines.append(f"  {'predictor':<34}{'Kendall':>9}{'Spearman':>10}{'RMSE pts':>10}")
         for features, m in entry["cv"].items():
@@ -111,7 +111,7 @@ def format_report(report: dict) -> str:
         ceiling = entry["noise_ceiling"]
         if ceiling:
             lines.append(f"  {'noise ceiling (' + str(ceiling['subnets']) + ' subnets, dev vs test)':<34}"
-                         f"{ceiling['kendall_tau']:>9.3f}{ceiling['spearman']:>10.3f}{100 * ceiling['rmse']:>10.2f}")
+                         f"{_num(ceiling['kendall_tau']):>9}{_num(ceiling['spearman']):>10}{100 * ceiling['rmse']:>10.2f}")
         else:
             lines.append("  noise ceiling: not measured (run `predictnas sample --repeat 30`)")
     return "\n".join(lines)

@@ -115,3 +115,34 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, d
                               log=lambda m: click.echo(m, err=True))
     click.echo(markdown(verification))
     click.echo(f"wrote {out_dir / 'verify.json'}, {out_dir / 'report.md'}, {out_dir / 'verify.png'}")
+
+
+@click.command("run")
+@click.option("--budget", default="40ms", show_default=True, help="Latency budget of the search.")
+@click.option("--preset", type=click.Choice(["tiny", "small"]), default="small", show_default=True)
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/default"), show_default=True)
+@click.option("--n", "subnets", type=click.IntRange(min=10), default=300, show_default=True, help="Subnets to evaluate.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--search-seconds", type=click.FloatRange(min=0.1), default=60.0, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--finetune-steps", type=click.IntRange(min=0), default=400, show_default=True)
+@click.option("--no-verify", is_flag=True, help="Stop after the search.")
+@click.option("--no-baselines", is_flag=True, help="Verify without the hand-crafted Conformers.")
+@click.option("--lut", "lut_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Latency table (default: the shipped cpu table of the preset's space).")
+@click.option("--protocol", "protocols", default="standard", show_default=True, help="Verify's timing protocol.")
+@click.option("--no-progress", is_flag=True)
+def run_command(budget: str, preset: str, run_dir: Path, subnets: int, workers: int, search_seconds: float, top_k: int,
+                finetune_steps: int, no_verify: bool, no_baselines: bool, lut_path: Path | None, protocols: str,
+                no_progress: bool) -> None:
+    """Every stage: corpus, supernet, sample, fit, search, verify; what is done already is skipped."""
+    from .pipeline import PipelineSettings, run_pipeline
+
+    settings = PipelineSettings(budget=budget, preset=preset, subnets=subnets, workers=workers,
+                                search_seconds=search_seconds, top_k=top_k, verify=not no_verify,
+                                finetune_steps=finetune_steps, baselines=not no_baselines, lut=lut_path,
+                                protocol=protocols)
+    bundle = run_pipeline(run_dir, settings, log=lambda m: click.echo(m, err=True), progress=not no_progress)
+    best = bundle.candidates[0]
+    click.echo(f"best under {bundle.objective['budget_ms']:g} ms: {best.arch.arch_id} predicted WER "
+               f"{100 * best.predicted['wer']:.2f} %, {best.predicted['latency_ms']:.2f} ms; see {run_dir}")

@@ -156,11 +156,11 @@ def _grid(*sizes: int) -> list[np.ndarray]:
     return [a.ravel() for a in np.indices(sizes)]
 
 
+_CONTEXT_GENES = (3, 5, 2, 4)  # depth, downsample_after, width, connectivity: what a slot's stage depends on
+
+
 def _context_shape(space: SearchSpace) -> tuple[int, ...]:
     return tuple(int(space.highs[j]) for j in _CONTEXT_GENES)
-
-
-_CONTEXT_GENES = (3, 5, 2, 4)  # depth, downsample_after, width, connectivity: what a slot's stage depends on
 
 
 def _stages_and_states(space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
@@ -287,8 +287,8 @@ def peak_activation_bytes(space: SearchSpace, genes: np.ndarray, frames: int) ->
     * downsampling (skip + two reduced-rate tensors), the upsample (upsampled + skip + sum) and the heads
       (trunk, its norm, the CTC logits).
 
-    Weights are not included. It grows with width, heads, FFN dim and input length, and ranks architectures
-    by activation memory; absolute values are within a small factor of an eager PyTorch run.
+    Weights are not included. It grows with width, heads, FFN dim and input length: an estimate to rank
+    architectures and to enforce soft memory budgets, not an allocator trace.
     """
     return _evaluate(space, _tables(space.config, int(frames), "peak"), genes) * BYTES_PER_FLOAT
 

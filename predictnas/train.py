@@ -200,6 +200,8 @@ class Trainer:
 
     def fit(self, progress: bool = True) -> TrainState:
         state = self._resume()
+        if state.step >= self.config.steps and (self.run_dir / self.artifact).exists():
+            return state  # finished before: the artifact, which later stages fingerprint, stays untouched
         bar = tqdm(total=self.config.steps, initial=state.step, disable=not progress, unit="step",
                    dynamic_ncols=True, desc=self.objective.label)
         last_save, started = time.monotonic(), time.monotonic() - state.seconds

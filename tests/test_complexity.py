@@ -74,3 +74,12 @@ def test_peak_memory_is_at_least_the_largest_attention_scores(space, rng):
     scores_bytes = (4 * 2 * np.where(d.active, d.heads * t * t, 0)).max(axis=1)
     peak = peak_activation_bytes(space, genes, frames)
     assert (peak >= scores_bytes).all() and (peak < 4 * scores_bytes + 50e6).all()
+
+
+def test_param_counts_equal_the_shipped_latency_tables_weight_counts(space, rng):
+    from predictnas.latency.estimate import LatencyEstimator
+    from predictnas.latency.table import LUT_DIR, LatencyTable
+
+    estimator = LatencyEstimator(LatencyTable.load(LUT_DIR / "cpu-1t-fp32-4be8cf99.json"), space)
+    genes = space.sample(20_000, rng)
+    assert np.array_equal(estimator.raw(genes)[1], param_counts(space, genes))

@@ -197,3 +197,17 @@ def test_estimate_adds_the_predicted_errors(env, experiment, tmp_path):
     predicted = json.loads(result.stdout)["predicted"]
     assert {"wer/all", "wer/quiet_home", "cer/all"} <= set(predicted)
     assert all(0 <= v <= 2 for v in predicted.values())
+
+
+def test_run_does_every_stage_and_a_second_run_skips_them(env, experiment, tmp_path):
+    args = ("run", "--preset", "tiny", "--run-dir", tmp_path, "--lut", experiment["lut"], "--n", 10,
+            "--search-seconds", 1, "--finetune-steps", 1, "--no-baselines", "--protocol", "quick", "--no-progress",
+            "--budget", f"{3 * json.loads(experiment['lut'].read_text())['accuracy']['space_span_ms']['fastest']['predicted_ms']}ms")
+    first = run(env, *args)
+    assert first.returncode == 0, first.stderr
+    for name in ("supernet.pt", "evals.sqlite", "predictor.json", "top.json", "pareto.png", "verify/verify.json"):
+        assert (tmp_path / name).exists(), name
+    stamp = (tmp_path / "top.json").stat().st_mtime_ns
+    again = run(env, *args)
+    assert again.returncode == 0 and "top.json exists, kept" in again.stderr
+    assert (tmp_path / "top.json").stat().st_mtime_ns == stamp

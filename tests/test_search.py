@@ -165,6 +165,19 @@ def test_nsga2_front_is_non_dominated_and_spans_the_trade_off(space, scorer, est
     assert f[:, 1].max() - f[:, 1].min() > 10  # spans tens of milliseconds
 
 
+def test_the_screened_latency_reaches_a_scorer_that_takes_it(space, scorer, estimator, rng):
+    genes = space.sample(1000, rng)
+    assert np.array_equal(scorer(genes, latency_ms=np.full(1000, 7.0)).latency_ms, np.full(1000, 7.0))
+    seen = []
+
+    def scoring(genes, latency_ms=None):
+        seen.append(latency_ms)
+        return scorer(genes, latency_ms=latency_ms)
+    problem = Problem(space, scoring, estimator, latency_budget_ms=20)
+    minimize(problem, small_ga(), MaxGenerations(2), seed=0)
+    assert len(seen) == 2 and all(s is not None and (s <= 20).all() for s in seen)
+
+
 def test_scored_latency_over_the_budget_is_never_returned(space, scorer, estimator):
     """A scorer may measure latency its own way: rows it reports over budget are dropped, even after screening."""
     def pessimistic(genes):

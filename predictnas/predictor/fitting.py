@@ -118,7 +118,7 @@ def fit_predictor(store: EvalStore, space: SearchSpace, spec: FeatureSpec, folds
                                                            folds) for s in alternatives},
                  "baselines": single_feature_baselines(space, genes, y, proxies),
                  "noise_ceiling": noise_ceiling(store, target),
-                 "wer_range": [float(y.min()), float(np.median(y)), float(y.max())]}
+                 "range": [float(y.min()), float(np.median(y)), float(y.max())]}
         report["targets"][target] = entry
         boosters[target] = fit_booster(spec.matrix(space, genes, proxies if spec.needs_proxies else None), y)
     metrics = {t: {"cv": e["cv"][",".join(spec.groups)], "noise_ceiling": e["noise_ceiling"]}

@@ -16,6 +16,8 @@ from .problem import Problem, Scores
 from .result import SearchResult, SearchStats
 from .rows import concat_rows, put_rows, take_rows
 
+INITIAL_KEYS = 1 << 20  # the seen-keys table starts at 2**21 slots (16 MB): fewer regrowths
+INITIAL_REPAIR_TRIES = 3
 MAX_OVERSAMPLING = 8  # a round asks for at most this many times the rows still missing
 # Adaptive mutation: keep the share of feasible offspring that are new rows within [NOVEL_LOW, NOVEL_HIGH].
 NOVEL_LOW, NOVEL_HIGH, MUTATION_STEP, MAX_MUTATION_RATE = 0.6, 0.9, 1.25, 0.3
@@ -30,11 +32,11 @@ class Algorithm:
 
     Invariants:
 
-    * every row ``ask`` returns is valid and canonical and meets the latency budget by ``problem.latency``
-      (rows of the initial sample over it are repaired toward the fastest row, a few tries; offspring
-      over it are dropped, see :meth:`_screen`),
-      and was never returned before: rows are deduplicated by :meth:`SearchSpace.row_keys` within the
-      batch and against every row asked so far, so no candidate is scored twice;
+    * every row ``ask`` returns is valid and canonical; it meets the latency budget by ``problem.latency``
+      (rows over it are repaired by crossing them with feasible rows, a few tries, else dropped: see
+      :meth:`_screen`); and it was never returned before: rows are deduplicated by
+      :meth:`SearchSpace.row_keys` within the batch and against every row asked so far, so no candidate
+      is scored twice;
     * the population, ``result().genes`` and the front hold only rows whose *scored* latency meets the
       budget;
     * the same seed and the same scores give the same rows (no wall-clock dependence).
@@ -45,7 +47,7 @@ class Algorithm:
     name = "algorithm"
 
     def __init__(self, population_size: int, offspring_size: int | None = None, mutation_rate: float | None = None,
-                 repair_tries: int = 3, top_k: int = 100, max_rounds: int = 4):
+                 repair_tries: int = 1, top_k: int = 100, max_rounds: int = 4):
         if population_size < 2:
             raise ValueError("population_size must be at least 2")
         self.population_size = population_size
@@ -59,26 +61,31 @@ class Algorithm:
         self.problem, self.space = problem, problem.space
         self.seed, self.rng = seed, np.random.default_rng(seed)
         self.mutation_rate = self.fixed_mutation_rate or self._min_mutation_rate()
-        self.seen = KeySet(4 * (self.population_size + self.offspring_size))
+        self.seen = KeySet(max(INITIAL_KEYS, 4 * (self.population_size + self.offspring_size)))
         self.archive = Archive(self.top_k)
         self.stats = SearchStats()
         self.population: np.ndarray | None = None
         self.population_scores: Scores | None = None
         self.population_reward = np.zeros(0)
-        self._yield = 1.0  # rows kept per row generated, in the last round
+        self._yield = 1.0  # offspring kept per offspring generated, in the last round
+        self.asked_latency_ms = np.zeros(0)  # problem.latency of the rows the last ask returned
         self._started = time.perf_counter()
         return self
 
     def ask(self) -> np.ndarray:
-        """The next batch of candidates to score (column-major int8 gene matrix)."""
+        """The next batch of candidates to score (column-major int8 gene matrix).
+
+        ``asked_latency_ms`` then holds their ``problem.latency``, which ``problem.score`` can reuse.
+        """
         first = self.population is None
         target = self.population_size if first else self.offspring_size
-        parts, total = [], 0
+        parts, latencies, total = [], [], 0
+        kept_share = 1.0 if first else self._yield
         for _ in range(self.max_rounds):
             # Generate enough for the rows screening and dedup will drop, judging by the last round's yield.
-            request = min(math.ceil((target - total) / self._yield), MAX_OVERSAMPLING * target)
+            request = min(math.ceil((target - total) / kept_share), MAX_OVERSAMPLING * target)
             generated = self._initial(request) if first else self._offspring(request)
-            keep = self._screen(generated, repair=first)
+            keep, latency = self._screen(generated, repair=first)
             keys = self.space.row_keys(generated)  # for every row: cheaper than gathering the feasible ones
             feasible = int(keep.sum())
             keep[keep] = self.seen.add(keys[keep])
@@ -86,11 +93,15 @@ class Algorithm:
             if not first:
                 self._adapt_mutation(novel=len(fresh) / max(feasible, 1))
             parts.append(fresh)
+            latencies.append(latency[keep])
             total += len(fresh)
-            self._yield = max(len(fresh) / len(generated), 1.0 / MAX_OVERSAMPLING)
+            kept_share = max(len(fresh) / len(generated), 1.0 / MAX_OVERSAMPLING)
             if total >= 0.95 * target:  # close enough: another round costs more than the rows it adds
                 break
+        if not first:
+            self._yield = kept_share
         genes = concat_rows(parts)
+        self.asked_latency_ms = np.concatenate(latencies)
         self.stats.exhausted = len(genes) == 0
         self._tick()
         return genes
@@ -147,26 +158,30 @@ class Algorithm:
         child = self.space.mutate(child, self.rng, self.mutation_rate)
         return self.problem.pin(child, self.rng)
 
-    def _screen(self, genes: np.ndarray, repair: bool) -> np.ndarray:
-        """Mask of the rows within the latency budget.
+    def _screen(self, genes: np.ndarray, repair: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Mask of the rows within the latency budget, and every row's latency.
 
-        With ``repair``, rows over it are first crossed (in place) with the fastest row, up to
-        ``repair_tries`` times, each try taking about half their genes from it: a random sample under a
-        tight budget is mostly over it. Offspring over it are just dropped: they come from feasible
-        parents, few are over, and making a fresh child costs less than repairing one.
+        Rows over it are first repaired in place: crossed with a feasible row, which takes about half
+        their genes from it. Rows of the initial sample are crossed with the fastest row, up to
+        ``INITIAL_REPAIR_TRIES`` times (a random sample under a tight budget is mostly over it);
+        offspring with a random population member, ``repair_tries`` times. Crossing toward feasible
+        rows explores along the budget's boundary, where the best rows of a tight budget lie.
         """
         budget = self.problem.latency_budget_ms
         latency = self.problem.latency(genes)
         over = np.flatnonzero(latency > budget)
-        for _ in range(self.repair_tries if repair else 0):
+        for _ in range(INITIAL_REPAIR_TRIES if repair else self.repair_tries):
             if not len(over):
                 break
-            fastest = np.repeat(self.problem.fastest_genes[None], len(over), axis=0)
-            repaired = self.problem.pin(self.space.crossover(take_rows(genes, over), fastest, self.rng), self.rng)
+            if repair:
+                donors = np.repeat(self.problem.fastest_genes[None], len(over), axis=0)
+            else:
+                donors = take_rows(self.population, self.rng.integers(0, len(self.population), size=len(over)))
+            repaired = self.problem.pin(self.space.crossover(take_rows(genes, over), donors, self.rng), self.rng)
             put_rows(genes, over, repaired)
             latency[over] = self.problem.latency(repaired)
             over = over[latency[over] > budget]
-        return latency <= budget
+        return latency <= budget, latency
 
     def _min_mutation_rate(self) -> float:
         return 1.0 / self.space.n_genes

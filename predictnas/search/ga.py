@@ -23,7 +23,7 @@ class GeneticAlgorithm(Algorithm):
     name = "ga"
 
     def __init__(self, population_size: int = 20_000, offspring_size: int | None = None,
-                 tournament_size: int = 2, mutation_rate: float | None = None, repair_tries: int = 3,
+                 tournament_size: int = 2, mutation_rate: float | None = None, repair_tries: int = 1,
                  top_k: int = 100):
         super().__init__(population_size, offspring_size or 2 * population_size, mutation_rate, repair_tries,
                          top_k)

@@ -73,13 +73,13 @@ class SearchSettings:
 class ScannedSample:
     """Wraps a scorer and keeps a uniform random sample of what it scored, for the Pareto plot."""
 
-    def __init__(self, scorer: Callable[[np.ndarray], Scores], keep: int = 20_000, seed: int = 0):
+    def __init__(self, scorer: CostScorer, keep: int = 20_000, seed: int = 0):
         self.scorer, self.keep = scorer, keep
         self.rng = np.random.default_rng(seed)
         self.wer, self.latency, self.seen = np.zeros(0), np.zeros(0), 0
 
-    def __call__(self, genes: np.ndarray) -> Scores:
-        scores = self.scorer(genes)
+    def __call__(self, genes: np.ndarray, latency_ms: np.ndarray | None = None) -> Scores:
+        scores = self.scorer(genes, latency_ms=latency_ms)
         self.seen += len(genes)
         take = self.rng.random(len(genes)) < self.keep / max(self.seen, self.keep)  # about keep rows in all
         self.wer = np.concatenate([self.wer, scores.wer[take]])

@@ -27,7 +27,7 @@ def minimize(problem: Problem, algorithm: Algorithm, termination: Termination, s
         genes = algorithm.ask()
         if stats.exhausted:
             break
-        algorithm.tell(genes, problem.score(genes))
+        algorithm.tell(genes, problem.score(genes, latency_ms=algorithm.asked_latency_ms))
         stats.progress = termination.progress(stats)
         if callback is not None:
             callback(SearchStats(**vars(stats)))

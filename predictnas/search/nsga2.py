@@ -20,7 +20,7 @@ class NSGA2(Algorithm):
     name = "nsga2"
 
     def __init__(self, population_size: int = 10_000, offspring_size: int | None = None,
-                 mutation_rate: float | None = None, repair_tries: int = 3, top_k: int = 100):
+                 mutation_rate: float | None = None, repair_tries: int = 1, top_k: int = 100):
         super().__init__(population_size, offspring_size, mutation_rate, repair_tries, top_k)
 
     def setup(self, problem, seed=None) -> "NSGA2":

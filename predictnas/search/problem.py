@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
@@ -11,6 +12,7 @@ from ..space import SearchSpace
 from .budget import fastest_latency
 
 LatencyFn = Callable[[np.ndarray], np.ndarray]
+DOWNSAMPLE = 5  # gene column of downsample_after
 
 
 class Scores(NamedTuple):
@@ -47,7 +49,9 @@ class Problem:
 
     * ``latency(genes) -> float64 ms`` is the cheap estimate the hard budget is checked with. Algorithms
       screen every candidate with it *before* scoring, so rows over ``latency_budget_ms`` are never scored.
-    * ``score(genes) -> Scores`` scores valid, canonical rows; it must be deterministic.
+    * ``score(genes, latency_ms=None) -> Scores`` scores valid, canonical rows; it must be deterministic.
+      ``latency_ms``, when given, is the rows' ``latency`` (already computed by the screening); an
+      injected scoring function receives it if it takes a ``latency_ms`` keyword.
     * A row is *feasible* when its scored ``latency_ms <= latency_budget_ms``. Infeasible rows never
       enter a population or a result, whatever the scorer reports.
     * ``reward = -wer - lam * log(latency_ms) - penalty``, higher is better. The soft budgets cost
@@ -67,6 +71,7 @@ class Problem:
                  fixed: Mapping[str, int] | None = None, device: str | None = None):
         self.space = space
         self._score = score
+        self._score_takes_latency = _takes_keyword(score, "latency_ms")
         if hasattr(latency, "estimate"):  # a LatencyEstimator: use its table's device in messages
             device = device or latency.table.device_id
             latency = latency.estimate
@@ -92,7 +97,11 @@ class Problem:
     def latency(self, genes: np.ndarray) -> np.ndarray:
         return np.asarray(self._latency(genes), dtype=np.float64)
 
-    def score(self, genes: np.ndarray) -> Scores:
+    def score(self, genes: np.ndarray, latency_ms: np.ndarray | None = None) -> Scores:
+        """Scores of the rows; ``latency_ms`` (their :meth:`latency`, when the caller has it) is passed on to
+        a scoring function that takes a ``latency_ms`` keyword, so it need not compute it again."""
+        if latency_ms is not None and self._score_takes_latency:
+            return self._score(genes, latency_ms=latency_ms)
         return self._score(genes)
 
     def feasible(self, scores: Scores) -> np.ndarray:
@@ -127,18 +136,18 @@ class Problem:
     def pin(self, genes: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Apply the pinned genes in place (and return ``genes``), keeping rows valid and canonical.
 
-        A downsampling point that the pinned depth puts out of range is redrawn below it (or cleared
-        when no ``rng`` is given).
+        A downsampling point the pinned depth puts out of range is redrawn below the depth (cleared when
+        no ``rng`` is given, or when the downsampling point itself is pinned).
         """
         if not len(self._pin_columns):
             return genes
         genes[:, self._pin_columns] = self._pin_values
         genes *= self.space.meaningful(genes)
         depth = self.space.depth_of(genes)
-        too_deep = np.flatnonzero(genes[:, 5] >= depth)
+        too_deep = np.flatnonzero(genes[:, DOWNSAMPLE] >= depth)
         if len(too_deep):
-            redrawn = rng.random(len(too_deep)) * depth[too_deep] if rng is not None else 0
-            genes[too_deep, 5] = redrawn if 5 not in self._pin_columns else 0
+            redraw = rng is not None and DOWNSAMPLE not in self._pin_columns
+            genes[too_deep, DOWNSAMPLE] = (rng.random(len(too_deep)) * depth[too_deep]).astype(np.int8) if redraw else 0
         return genes
 
     def _parse_fixed(self, fixed: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -154,3 +163,10 @@ class Problem:
             columns.append(column)
             values.append(int(value))
         return np.array(columns, dtype=np.intp), np.array(values, dtype=np.int8)
+
+
+def _takes_keyword(fn: Callable, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return False

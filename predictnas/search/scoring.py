@@ -24,8 +24,11 @@ class CostScorer:
         self.estimator, self.space, self.wer = estimator, estimator.space, wer
         self.frames = frames or estimator.table.frames.input
 
-    def __call__(self, genes: np.ndarray) -> Scores:
+    def __call__(self, genes: np.ndarray, latency_ms: np.ndarray | None = None) -> Scores:
+        """Scores of the rows; ``latency_ms``, when given, is their estimate already computed (the
+        search screens every row with the same estimator before scoring it)."""
         params = param_counts(self.space, genes)
         memory = params * BYTES_PER_FLOAT + peak_activation_bytes(self.space, genes, self.frames)
-        return Scores(wer=np.asarray(self.wer(genes), dtype=np.float64), latency_ms=self.estimator.estimate(genes),
-                      params=params, memory_bytes=memory)
+        latency = self.estimator.estimate(genes) if latency_ms is None else np.asarray(latency_ms, dtype=np.float64)
+        return Scores(wer=np.asarray(self.wer(genes), dtype=np.float64), latency_ms=latency, params=params,
+                      memory_bytes=memory)
