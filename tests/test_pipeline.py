@@ -5,10 +5,7 @@ ONNX Runtime (quick protocol), an XGBoost predictor fit on evaluated subnets, ON
 """
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,30 +15,7 @@ from predictnas.bundle import Bundle
 from predictnas.search.job import parse_bytes, parse_count, parse_latency_ms
 from predictnas.errors import PredictnasError
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    return {**os.environ, "PREDICTNAS_CACHE": str(tmp_path_factory.mktemp("cache"))}
-
-
-def predictnas(env, *args):
-    return subprocess.Popen([sys.executable, "-m", "predictnas", *map(str, args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def run(env, *args) -> subprocess.CompletedProcess:
-    proc = predictnas(env, *args)
-    out, err = proc.communicate(timeout=900)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def one_error_line(result: subprocess.CompletedProcess, message: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr
-    assert "Traceback" not in result.stderr
+from commandline import REPO, one_error_line, run, start
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +132,7 @@ def test_verify_measures_compares_and_reports(env, experiment, bundle_path, tmp_
 
 def test_verify_resumes_after_a_kill_and_keeps_finished_models(env, experiment, bundle_path, tmp_path):
     out = tmp_path / "verify"
-    proc = predictnas(env, "verify", bundle_path, "--lut", experiment["lut"], "--finetune-steps", 2, "--protocol",
+    proc = start(env, "verify", bundle_path, "--lut", experiment["lut"], "--finetune-steps", 2, "--protocol",
                       "quick", "--no-progress", "--out", out)
     first = out / "nas-1" / "result.json"
     deadline = time.monotonic() + 600

@@ -1,11 +1,8 @@
 """The predictor stage on the tiny corpus: covering sample, SQLite store, proxies, XGBoost fit."""
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,23 +15,7 @@ from predictnas.predictor.proxies import PROXIES, compute_proxies
 from predictnas.predictor.sampling import coverage_sample
 from predictnas.space import get_space
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    return {**os.environ, "PREDICTNAS_CACHE": str(tmp_path_factory.mktemp("cache"))}
-
-
-def predictnas(env, *args):
-    return subprocess.Popen([sys.executable, "-m", "predictnas", *map(str, args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def run(env, *args) -> subprocess.CompletedProcess:
-    proc = predictnas(env, *args)
-    out, err = proc.communicate(timeout=900)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+from commandline import run, start
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +154,7 @@ def test_sample_fills_the_store_and_a_second_run_skips_everything(env, sampled):
 def test_a_killed_sample_run_resumes_without_losing_or_duplicating(env, sampled, tmp_path):
     store = tmp_path / "evals.sqlite"
     (tmp_path / "supernet.pt").symlink_to(sampled / "supernet.pt")
-    proc = predictnas(env, "sample", "--run-dir", tmp_path, "--n", 16, "--repeat", 0, "--no-proxies", "--no-progress")
+    proc = start(env, "sample", "--run-dir", tmp_path, "--n", 16, "--repeat", 0, "--no-proxies", "--no-progress")
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
         if store.exists() and len(_rows(store)) >= 3:

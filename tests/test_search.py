@@ -248,7 +248,7 @@ def test_terminations_report_progress_compose_and_stop(space, scorer, estimator)
     by_candidates = minimize(problem, small_ga(), MaxCandidates(5000), seed=0)
     assert 5000 <= by_candidates.stats.candidates_scored < 5000 + 2 * 2000
     by_time = minimize(problem, small_ga(), MaxSeconds(0.3), seed=0)
-    assert 0.3 <= by_time.stats.seconds < 3
+    assert by_time.stats.seconds >= 0.3 and not by_time.stats.exhausted  # stopped by the clock, not the space
     both = MaxGenerations(2) & MaxCandidates(9000)
     assert minimize(problem, small_ga(), both, seed=0).stats.candidates_scored >= 9000
 

@@ -1,10 +1,7 @@
 """Supernet training and evaluation on the tiny corpus, through the command line as a user runs it."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,25 +13,7 @@ from predictnas.space import get_space
 from predictnas.supernet import SubnetOutput, load_supernet
 from predictnas.train import TrainConfig, distillation_loss, learning_rate, sandwich
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    """Subprocess environment sharing one tiny corpus cache."""
-    cache = tmp_path_factory.mktemp("cache")
-    return {**os.environ, "PREDICTNAS_CACHE": str(cache)}
-
-
-def predictnas(env, *args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "predictnas", *map(str, args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-
-
-def run(env, *args) -> subprocess.CompletedProcess:
-    proc = predictnas(env, *args)
-    out, err = proc.communicate(timeout=600)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+from commandline import REPO, run, start
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +25,7 @@ def trained(env, tmp_path_factory) -> Path:
 
 
 def test_a_killed_training_run_resumes_and_ends_like_an_uninterrupted_one(env, trained, tmp_path):
-    proc = predictnas(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 60)
+    proc = start(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 60)
     checkpoint = tmp_path / "train_checkpoint.pt"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -1,0 +1,32 @@
+"""Running ``predictnas`` as a user does, in a subprocess, for the command-line tests."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli_env(cache: Path) -> dict:
+    """The environment of a test module's commands: one private corpus and feature cache."""
+    return {**os.environ, "PREDICTNAS_CACHE": str(cache)}
+
+
+def start(env: dict, *args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "predictnas", *map(str, args)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def run(env: dict, *args) -> subprocess.CompletedProcess:
+    proc = start(env, *args)
+    out, err = proc.communicate(timeout=900)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def one_error_line(result: subprocess.CompletedProcess, message: str) -> None:
+    """Exit status 2 and a last stderr line ``error: ...`` containing ``message``, no traceback."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
