@@ -49,7 +49,9 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
         max_memory_bytes=parse_bytes(max_memory) if max_memory else None, top_k=top_k, pareto=pareto,
         environment=environment, generations=generations, seconds=seconds, seed=seed, population=population)
     if predictor_path is None:
-        candidates = [run_dir / "predictor.json", *sorted(SHIPPED_PREDICTORS.glob("*.json"))]
+        from .space import DEFAULT_SPACE
+
+        candidates = [run_dir / "predictor.json", SHIPPED_PREDICTORS / f"{DEFAULT_SPACE.name}.json"]
         predictor_path = next((p for p in candidates if p.exists()), None)
         if predictor_path is None:
             raise PredictnasError(f"no predictor: none in {run_dir} and none shipped; run `predictnas fit` or pass --predictor")
