@@ -20,6 +20,7 @@ import numpy as np
 
 FORM = "a * raw_sum_ms + b + c * max(0, weight_bytes - w0_bytes) / 1e6"
 MIN_POINTS_PAST_KNEE = 3
+MIN_LATENCY_MS = 1e-3
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,9 @@ class Calibration:
     def apply(self, raw_ms: np.ndarray, weight_bytes: np.ndarray) -> np.ndarray:
         """Calibrated latency (ms), elementwise over arrays (one code path for one arch or a million)."""
         past = np.maximum(np.asarray(weight_bytes, dtype=np.float64) - self.w0_bytes, 0.0) / 1e6
-        return self.a * np.asarray(raw_ms, dtype=np.float64) + self.b + self.c * past
+        # Below the calibration models' range the linear fit can extrapolate under zero; no model runs in
+        # negative time, and budgets, logs and rewards need a positive latency.
+        return np.maximum(self.a * np.asarray(raw_ms, dtype=np.float64) + self.b + self.c * past, MIN_LATENCY_MS)
 
     def to_dict(self) -> dict[str, Any]:
         return {"form": FORM, **asdict(self)}
