@@ -39,6 +39,14 @@ def _rows(path: Path) -> list[tuple]:
         return db.execute("SELECT arch_id, protocol FROM evals").fetchall()
 
 
+def _stored_so_far(path: Path) -> int:
+    """Rows in a store another process is writing (0 until it has created its table)."""
+    try:
+        return len(_rows(path)) if path.exists() else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
 # ---- covering sample --------------------------------------------------------------------------------
 
 def test_coverage_sample_is_distinct_prefix_stable_and_covers_the_strata():
@@ -157,7 +165,7 @@ def test_a_killed_sample_run_resumes_without_losing_or_duplicating(env, sampled,
     proc = start(env, "sample", "--run-dir", tmp_path, "--n", 16, "--repeat", 0, "--no-proxies", "--no-progress")
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
-        if store.exists() and len(_rows(store)) >= 3:
+        if _stored_so_far(store) >= 3:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
