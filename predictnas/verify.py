@@ -108,8 +108,8 @@ def check_hardware(bundle: Bundle, table: LatencyTable, settings: VerifySettings
     return warnings
 
 
-def verify_model(model: Model, supernet, table: LatencyTable, settings: VerifySettings, out: Path,
-                 progress: bool = True) -> dict:
+def verify_model(model: Model, supernet, table: LatencyTable, estimator: LatencyEstimator, test: FeatureStore,
+                 settings: VerifySettings, out: Path, progress: bool = True) -> dict:
     """Train, export, time and score one model in ``out / model.name``; resumes where it stopped."""
     work = out / model.name
     done = work / RESULT
@@ -132,12 +132,10 @@ def verify_model(model: Model, supernet, table: LatencyTable, settings: VerifySe
     latency = _measure_latency(device, onnx_bytes, table, space.n_mels, settings.protocols)
 
     session = device.session(onnx_bytes)
-    test = load_split(supernet, settings.split, progress=progress)
     intents = supernet.metadata["intents"]
     batches = epoch_batches(test, intents, batch_seconds=120.0)
     measured = evaluate(_onnx_model(session), batches, CharTokenizer())
     inherited = evaluate(bind(supernet, model.arch), batches, CharTokenizer())
-    estimator = LatencyEstimator(table, SearchSpace(table.space))
     result = {
         "name": model.name, "kind": model.kind, "arch_id": model.arch.arch_id, "arch": model.arch.to_dict(),
         "params": sum(p.numel() for p in subnet.parameters()), "predicted": model.predicted,
@@ -240,9 +238,12 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
         log(f"warning: {w}")
     results = []
     models = models_to_verify(bundle, settings.baselines)
+    # shared by every model: the LUT's dense tables and the test split's features
+    estimator = LatencyEstimator(table, SearchSpace(table.space))
+    test = load_split(supernet, settings.split, progress=progress)
     for i, model in enumerate(models, 1):
         log(f"[{i}/{len(models)}] {model.name} ({model.arch.arch_id})")
-        results.append(verify_model(model, supernet, table, settings, out, progress))
+        results.append(verify_model(model, supernet, table, estimator, test, settings, out, progress))
     verification = {"bundle": str(Path(bundle_path).resolve()), "settings": dataclasses.asdict(settings),
                     "device": table.device, "lut": table.source, "warnings": warnings,
                     "budget_ms": bundle.objective.get("budget_ms"), "search": bundle.search, "models": results}

@@ -60,10 +60,10 @@ def supernet_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def supernet_info(supernet, path: Path) -> dict:
+def supernet_info(supernet, path: Path, fingerprint: str) -> dict:
     """What the stages after the predictor need to know about the supernet (it travels into top.json)."""
     meta = supernet.metadata
-    return {"path": str(Path(path).resolve()), "hash": supernet_fingerprint(path), "preset": meta.get("preset"),
+    return {"path": str(Path(path).resolve()), "hash": fingerprint, "preset": meta.get("preset"),
             "sample_rate": meta.get("sample_rate"), "features": meta.get("features"), "intents": meta.get("intents")}
 
 
@@ -79,10 +79,11 @@ def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0,
     genes = coverage_sample(space, n, seed, cost=estimator.estimate if estimator is not None else None,
                             anchors=anchors)
     latencies = estimator.estimate(genes) if estimator is not None else [None] * len(genes)
-    store = SQLiteStore(store_path or run_dir / STORE, {"supernet": supernet_fingerprint(supernet_path),
+    fingerprint = supernet_fingerprint(supernet_path)  # hashes the whole weights file: once
+    store = SQLiteStore(store_path or run_dir / STORE, {"supernet": fingerprint,
                                                          "space": json.dumps(space.config.to_dict(), sort_keys=True),
                                                          "sample_seed": str(seed)},
-                        info=supernet_info(supernet, supernet_path))
+                        info=supernet_info(supernet, supernet_path, fingerprint))
     jobs = []
     for protocol, count in (("dev", n), (NOISE_PROTOCOL, min(repeat, n))):
         stored = store.stored_ids(protocol)
