@@ -123,6 +123,27 @@ def test_concurrent_writers_never_duplicate_or_lose_rows(tmp_path):
     assert sorted(r[0] for r in rows) == ids
 
 
+def _open_when_released(path: str, barrier) -> None:
+    barrier.wait()
+    SQLiteStore(path, {"supernet": "x"}).close()
+
+
+def test_processes_creating_one_new_store_at_once_all_get_it(tmp_path):
+    """SQLite refuses at once, without its busy timeout, a connection racing the switch of a new file to WAL."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for trial in range(10):
+        path = str(tmp_path / f"s{trial}.sqlite")
+        barrier = context.Barrier(6)
+        procs = [context.Process(target=_open_when_released, args=(path, barrier)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+            assert p.exitcode == 0
+
+
 # ---- proxies ----------------------------------------------------------------------------------------
 
 def test_proxies_are_finite_deterministic_and_tell_architectures_apart():

@@ -15,6 +15,7 @@ and every later opener must present the same ones, so rows scored by different w
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
@@ -78,11 +79,7 @@ class SQLiteStore(EvalStore):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            # autocommit mode: each statement is its own transaction unless we open one
-            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=60000")
-            self._create()
+            self._db = self._open()
         except sqlite3.DatabaseError as e:
             raise PredictnasError(f"{self.path}: not a usable evaluation store ({e})") from None
         self.fingerprint = self._check_fingerprint(fingerprint or {})
@@ -90,6 +87,28 @@ class SQLiteStore(EvalStore):
             for key, value in info.items():
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"info.{key}", json.dumps(value)))
         self.info = {k.removeprefix("info."): json.loads(v) for k, v in self._meta().items() if k.startswith("info.")}
+
+    def _open(self, patience_s: float = 60.0) -> sqlite3.Connection:
+        """Connect, switch to WAL and create the tables, retrying while another process does the same.
+
+        SQLite answers "database is locked" at once, without waiting on the busy timeout, to a
+        connection that arrives while another one converts a new file to WAL or recovers its index.
+        """
+        deadline = time.monotonic() + patience_s
+        while True:
+            # autocommit mode: each statement is its own transaction unless we open one
+            db = sqlite3.connect(self.path, timeout=patience_s, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(f"PRAGMA busy_timeout={int(patience_s * 1000)}")
+                self._db = db
+                self._create()
+                return db
+            except sqlite3.OperationalError as e:
+                db.close()
+                if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05 + 0.1 * random.random())
 
     def _create(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
