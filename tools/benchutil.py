@@ -21,6 +21,7 @@ def spread(values) -> dict:
 def print_stages(seconds: dict, n: int, rate_label: str) -> None:
     """One row per stage: median / min / max seconds over repeats, and ``n`` per median second."""
     width = max(map(len, seconds)) + 2
-    print(f"{'stage':<{width}}{'median':>9}{'min':>9}{'max':>9}{rate_label:>{len(rate_label) + 3}}")
+    rate_width = max(len(rate_label), 13) + 3  # room for rates of ten millions and more, with separators
+    print(f"{'stage':<{width}}{'median':>9}{'min':>9}{'max':>9}{rate_label:>{rate_width}}")
     for name, s in seconds.items():
-        print(f"{name:<{width}}{s['median']:>9.3f}{s['min']:>9.3f}{s['max']:>9.3f}{n / s['median']:>{len(rate_label) + 3},.0f}")
+        print(f"{name:<{width}}{s['median']:>9.3f}{s['min']:>9.3f}{s['max']:>9.3f}{n / s['median']:>{rate_width},.0f}")

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..space import Arch, SpaceConfig
 from ..supernet.export import INPUT_NAME, OPSET, _quiet_exporter, export_onnx
 from ..supernet.subnet import (Attention, ConvModule, Downsample, EncoderBlock, FeedForward, FrontEnd, Subnet,
-                               sinusoid, upsample)
+                               upsample)
 from .keys import Key
 from .protocol import Graph
 
@@ -35,7 +35,7 @@ class _FrontEndEntry(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         x, _ = self.frontend(features, None)
-        return x + sinusoid(x.shape[1], x.shape[2], x)  # the positions are computed at run time in the model
+        return x
 
 
 class _AttentionEntry(nn.Module):

@@ -12,7 +12,6 @@ Output: :class:`SubnetOutput` with CTC logits ``(batch, frames/4, vocab)``, inte
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -41,14 +40,6 @@ def frame_mask(lengths: Tensor | None, frames: int) -> Tensor | None:
 
 def zero_padding(x: Tensor, mask: Tensor | None) -> Tensor:
     return x if mask is None else x * mask[..., None].to(x.dtype)
-
-
-def sinusoid(frames: int, width: int, like: Tensor) -> Tensor:
-    """Absolute sinusoidal positions, computed for any length (no table, so no length limit)."""
-    position = torch.arange(frames, device=like.device, dtype=like.dtype)[:, None]
-    inv_freq = torch.exp(torch.arange(0, width, 2, device=like.device, dtype=like.dtype) * (-math.log(1e4) / width))
-    angles = position * inv_freq[None, :]
-    return torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(frames, width)
 
 
 class TimeConv(nn.Conv1d):
@@ -233,7 +224,10 @@ class Subnet(nn.Module):
     def encode(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """The shared trunk: ``(batch, frames/4, width)`` and its lengths."""
         x, lengths = self.frontend(features, lengths)
-        x = self.frontend_dropout(x + sinusoid(x.shape[1], self.arch.width, x))
+        # No absolute positions: the front-end and conv modules see order locally, and added sinusoids
+        # made subnets that switch front-end kind collapse to blanks (a trained full front-end grew its
+        # output to std 56 to drown them; the depthwise one, at std 0.4, was left seeing positions only).
+        x = self.frontend_dropout(x)
         mask = frame_mask(lengths, x.shape[1])
         states, skip = [x], None
         for i, block in enumerate(self.blocks, start=1):

@@ -69,6 +69,8 @@ class Supernet(nn.Module):
         # One k x k transform per elastic conv layer and smaller kernel size, identity at start.
         self.kernel_transforms = nn.ParameterDict()
         for name, param in self.shared.items():
+            if param.ndim != 3:  # conv weights only: the front-end's norm is in the front-end too
+                continue
             sizes = sorted(_kernel_choices(name.replace("/", "."), space), reverse=True)
             for k in sizes[1:]:
                 self.kernel_transforms[f"{name}/{k}"] = nn.Parameter(torch.eye(k))
