@@ -65,7 +65,7 @@ def _block_params(c: SpaceConfig, w, t, heads, ffn, kind, kernel, placement):
     grouped = kind == c.conv_kinds.index("grouped") if "grouped" in c.conv_kinds else False
     conv_weights = np.where(grouped, c.group_size, 1) * w * kernel + w
     conv = np.where(kind == c.conv_kinds.index("none"), 0, 2 * _norm(w) + 3 * _linear(w, w) + conv_weights)
-    return attention + feed_forward + conv + _norm(w)  # + the block's out_norm
+    return attention + feed_forward + conv
 
 
 def _global_params(c: SpaceConfig, f: _Frames, kernel, dwsep, w, depth, dense, downsample_after):

@@ -103,7 +103,7 @@ def block_keys(width: int, block: Block, frames: int) -> tuple[Key, ...]:
     if block.conv_kind != NO_CONV:
         keys.append(Key.of("conv", width=width, kind=block.conv_kind, kernel=block.conv_kernel,
                            dilation=block.dilation, frames=frames))
-    keys.append(Key.of("ffn", width=width, ffn_dim=block.ffn_dim, frames=frames))  # with the block's out_norm
+    keys.append(Key.of("ffn", width=width, ffn_dim=block.ffn_dim, frames=frames))
     return tuple(keys)
 
 

@@ -60,10 +60,9 @@ class _FeedForwardEntry(nn.Module):
     def __init__(self, key: Key, space: SpaceConfig):
         super().__init__()
         self.ffn = FeedForward(key["width"], key["ffn_dim"], 0.0)
-        self.out_norm = nn.LayerNorm(key["width"])
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.out_norm(x + self.ffn(x))
+        return x + self.ffn(x)
 
 
 class _SkipEntry(nn.Module):
