@@ -5,10 +5,10 @@ that still outputs noise only drags the others along, and on a CPU budget a full
 about twice as fast per second when it is the only model (once-for-all also trains the full network
 first). Until ``full_size_steps`` the largest then alternates with full-size variants whose structural
 choices (front-end kind and kernel, connectivity, downsampling, conv modules) are drawn at random: those
-choices select separate weights or a different data path, and switching them on weights trained for
-the largest alone left subnets on the blank-only CTC plateau (once-for-all's elastic kernel stage,
-widened to every structural choice). Drawn from the first step instead, the variants never left that
-plateau and held the largest on it too. Afterwards every step trains the largest subnet on the labels,
+choices select separate weights or a different data path, and in earlier runs switching them on
+weights trained for the largest alone left subnets on the blank-only CTC plateau (once-for-all's elastic
+kernel stage, widened to every structural choice). Drawn from the first step instead, the variants did
+not leave that plateau and held the largest on it too (one run, with the earlier post-norm blocks). Afterwards every step trains the largest subnet on the labels,
 then the smallest and ``random_subnets`` random ones on the labels plus the largest's soft outputs
 (in-place distillation, as in once-for-all and BigNAS; its weight ramps up over ``distill_ramp_steps``),
 accumulating gradients into the shared weights before one optimizer step.

@@ -11,7 +11,9 @@ import torch
 
 from predictnas.space import get_space
 from predictnas.supernet import SubnetOutput, load_supernet
-from predictnas.train import TrainConfig, distillation_loss, learning_rate, sandwich
+from predictnas.errors import PredictnasError
+from predictnas.train import (TrainConfig, autocast_dtype, distillation_loss, full_size_variant, largest_arch,
+                              learning_rate, sandwich, subnets_of_step)
 
 from commandline import REPO, run, start
 
@@ -105,3 +107,22 @@ def test_sandwich_schedule_and_distillation(space):
     assert distillation_loss(out, out).item() == pytest.approx(0.0, abs=1e-6)
     other = SubnetOutput(logits.flip(-1), out.intent_logits, out.lengths)
     assert distillation_loss(other, out).item() > 0
+
+
+def test_phases_of_the_schedule_and_the_precision_setting(space):
+    config = TrainConfig(steps=20, largest_only_steps=4, full_size_steps=10, random_subnets=2)
+    phases = [subnets_of_step(config, space, step, np.random.default_rng(step)) for step in range(20)]
+    largest = largest_arch(space)
+    assert all(p == [largest] for p in phases[:4])
+    assert all(p == [largest] for p in phases[4:10:2]) and all(len(p) == 1 for p in phases[5:10:2])
+    assert all(len(p) == 4 and p[0] == largest for p in phases[10:])
+    variants = [full_size_variant(space, np.random.default_rng(seed)) for seed in range(40)]
+    for arch in variants:
+        space.check(arch)
+        assert arch.width == largest.width and arch.depth == largest.depth
+        assert all(b.heads == largest.blocks[0].heads and b.ffn_dim == largest.blocks[0].ffn_dim for b in arch.blocks)
+    assert len({a.frontend_kind for a in variants}) == 2 and len({a.connectivity for a in variants}) == 2
+    assert autocast_dtype("fp32") is None and autocast_dtype("bf16") == torch.bfloat16
+    assert autocast_dtype("auto") in (None, torch.bfloat16)
+    with pytest.raises(PredictnasError, match="precision"):
+        autocast_dtype("fp16")
