@@ -79,7 +79,7 @@ class SQLiteStore(EvalStore):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = self._open()
+            self._open()
         except sqlite3.DatabaseError as e:
             raise PredictnasError(f"{self.path}: not a usable evaluation store ({e})") from None
         self.fingerprint = self._check_fingerprint(fingerprint or {})
@@ -88,7 +88,7 @@ class SQLiteStore(EvalStore):
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"info.{key}", json.dumps(value)))
         self.info = {k.removeprefix("info."): json.loads(v) for k, v in self._meta().items() if k.startswith("info.")}
 
-    def _open(self, patience_s: float = 60.0) -> sqlite3.Connection:
+    def _open(self, patience_s: float = 60.0) -> None:
         """Connect, switch to WAL and create the tables, retrying while another process does the same.
 
         SQLite answers "database is locked" at once, without waiting on the busy timeout, to a
@@ -103,7 +103,7 @@ class SQLiteStore(EvalStore):
                 db.execute(f"PRAGMA busy_timeout={int(patience_s * 1000)}")
                 self._db = db
                 self._create()
-                return db
+                return
             except sqlite3.OperationalError as e:
                 db.close()
                 if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:

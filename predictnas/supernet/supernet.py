@@ -69,7 +69,7 @@ class Supernet(nn.Module):
         # One k x k transform per elastic conv layer and smaller kernel size, identity at start.
         self.kernel_transforms = nn.ParameterDict()
         for name, param in self.shared.items():
-            if param.ndim != 3:  # conv weights only: the front-end's norm is in the front-end too
+            if param.ndim != 3:  # weights only: the convs' biases share their names but have no kernel axis
                 continue
             sizes = sorted(_kernel_choices(name.replace("/", "."), space), reverse=True)
             for k in sizes[1:]:
