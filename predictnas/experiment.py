@@ -39,14 +39,14 @@ PRESETS = {
     "tiny": Preset("tiny", corpus="tiny", space="speech-tiny",
                    train=TrainConfig(steps=24, batch_seconds=24.0, peak_lr=3e-3, warmup_steps=4, random_subnets=1,
                                      largest_only_steps=4, full_size_steps=8, distill_ramp_steps=4,
-                                     spec_augment_from=8,
+                                     spec_augment_from=8, frontend_match_weight=1.0,
                                      checkpoint_every_steps=8)),
     # the default: trains within an hour on 2 CPU cores with bf16 (full-size subnets, then the sandwich)
     "small": Preset("small", corpus="small", space="speech-v1",
                     train=TrainConfig(steps=3800, batch_seconds=40.0, peak_lr=3e-3, warmup_steps=150,
                                       largest_only_steps=700, full_size_steps=2000, distill_ramp_steps=300,
-                                      spec_augment_from=2000,
-                                      random_subnets=2, precision="auto")),
+                                      spec_augment_from=2000, frontend_match_weight=1.0,
+                                      random_subnets=1, precision="auto")),
 }
 DEFAULT_PRESET = "small"
 

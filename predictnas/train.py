@@ -38,6 +38,7 @@ from .errors import PredictnasError
 from .io import atomic_path, write_json
 from .space import NO_CONV, Arch, Block, SearchSpace
 from .supernet import Supernet, SubnetOutput, save_supernet
+from .supernet.subnet import frame_mask
 
 CHECKPOINT = "train_checkpoint.pt"
 SUPERNET = "supernet.pt"
@@ -62,6 +63,7 @@ class TrainConfig:
     largest_only_steps: int = 0  # first phase: the largest alone
     full_size_steps: int = 0  # end of the second phase: the largest alternating with full-size variants
     distill_ramp_steps: int = 0
+    frontend_match_weight: float = 0.0  # after the first phase: other front-end kinds match the teacher's
     precision: str = "fp32"  # "bf16": autocast matrix work to bfloat16; "auto": bf16 where the CPU has it
     seed: int = 0
     checkpoint_minutes: float = 3.0
@@ -156,6 +158,23 @@ def distillation_loss(student: SubnetOutput, teacher: SubnetOutput) -> Tensor:
     return frames + intents
 
 
+def frontend_match_loss(net: Supernet, features: Tensor, lengths: Tensor, arch: Arch, reference_kind: str) -> Tensor:
+    """Mean squared error between the front-end of ``arch`` and the ``reference_kind`` front-end of the same
+    kernel and width (held fixed), relative to the reference's mean square.
+
+    Why: the trunk is trained mostly on the teacher's front-end kind. Through the CTC loss alone, a
+    depthwise-separable front-end never learned to give the trunk what it reads (its output stayed near
+    std 0.4 against 56, and every subnet using it emitted blanks only); matching gives it a direct target.
+    """
+    with torch.no_grad():
+        target, target_lengths = net.frontend(features, dataclasses.replace(arch, frontend_kind=reference_kind), lengths)
+    output, _ = net.frontend(features, arch, lengths)
+    mask = frame_mask(target_lengths, target.shape[1])[..., None].float()
+    target = target.float()
+    error = ((output.float() - target) ** 2 * mask).sum()
+    return error / (target ** 2 * mask).sum().clamp_min(1e-6)
+
+
 @dataclass
 class TrainState:
     step: int
@@ -164,7 +183,8 @@ class TrainState:
 
 
 class SandwichObjective:
-    """One supernet step: the subnets of the step's phase; distillation from the largest after the first."""
+    """One supernet step: the subnets of the step's phase; distillation from the largest after the first;
+    front-end matching for subnets whose front-end kind differs from the largest's."""
 
     label = "supernet"
 
@@ -175,6 +195,7 @@ class SandwichObjective:
                  rng: np.random.Generator) -> dict:
         record: dict = {}
         teacher = None
+        reference_kind = largest_arch(self.space).frontend_kind
         for i, arch in enumerate(subnets_of_step(config, self.space, step, rng)):
             out = net(features, arch, batch.feature_lengths)
             loss = labelled_loss(out, batch, config)
@@ -184,6 +205,10 @@ class SandwichObjective:
             else:
                 loss = loss + distill_weight(config, step) * distillation_loss(out, teacher)
                 record["loss_smallest" if i == 1 else f"loss_random{i - 2}"] = float(loss.detach())
+            if config.frontend_match_weight and arch.frontend_kind != reference_kind:
+                match = frontend_match_loss(net, features, batch.feature_lengths, arch, reference_kind)
+                record["frontend_match"] = record.get("frontend_match", 0.0) + float(match.detach())
+                loss = loss + config.frontend_match_weight * match
             _backward(loss, step)
         return record
 

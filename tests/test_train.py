@@ -1,5 +1,6 @@
 """Supernet training and evaluation on the tiny corpus, through the command line as a user runs it."""
 
+import dataclasses
 import json
 import signal
 import time
@@ -10,10 +11,10 @@ import pytest
 import torch
 
 from predictnas.space import get_space
-from predictnas.supernet import SubnetOutput, load_supernet
+from predictnas.supernet import SubnetOutput, Supernet, load_supernet
 from predictnas.errors import PredictnasError
-from predictnas.train import (TrainConfig, autocast_dtype, distillation_loss, full_size_variant, largest_arch,
-                              learning_rate, sandwich, subnets_of_step)
+from predictnas.train import (TrainConfig, autocast_dtype, distillation_loss, frontend_match_loss, full_size_variant,
+                              largest_arch, learning_rate, sandwich, subnets_of_step)
 
 from commandline import REPO, run, start
 
@@ -126,3 +127,25 @@ def test_phases_of_the_schedule_and_the_precision_setting(space):
     assert autocast_dtype("auto") in (None, torch.bfloat16)
     with pytest.raises(PredictnasError, match="precision"):
         autocast_dtype("fp16")
+
+
+def test_front_end_matching_trains_the_depthwise_front_end_towards_the_full_one(space):
+    torch.manual_seed(0)
+    net = Supernet(space.config).train()
+    arch = dataclasses.replace(largest_arch(space), frontend_kind="dwsep", frontend_kernel=5, width=96)
+    features, lengths = torch.randn(3, 83, space.config.n_mels), torch.tensor([83, 60, 31])
+    out, out_lengths = net.frontend(features, arch, lengths)
+    alone = net.extract(arch).frontend(features, lengths)
+    assert torch.allclose(out, alone[0], atol=1e-6) and torch.equal(out_lengths, alone[1])
+    assert frontend_match_loss(net, features, lengths, dataclasses.replace(arch, frontend_kind="full"), "full").item() == 0
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        optimizer.zero_grad()
+        loss = frontend_match_loss(net, features, lengths, arch, "full")
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    untouched = [p for name, p in net.shared.items() if name.startswith("frontend/conv")]
+    assert untouched and all(p.grad is None or not p.grad.any() for p in untouched)  # the reference is held fixed

@@ -93,6 +93,13 @@ class Supernet(nn.Module):
         skeleton = self._skeleton(arch).train(self.training)
         return functional_call(skeleton, self.subnet_weights(arch), (features, lengths))
 
+    def frontend(self, features: Tensor, arch: Arch, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The front-end of ``arch`` alone: its output ``(batch, frames/4, width)`` and lengths."""
+        skeleton = self._skeleton(arch).train(self.training)
+        weights = {name.removeprefix("frontend."): w for name, w in self.subnet_weights(arch).items()
+                   if name.startswith("frontend.")}
+        return functional_call(skeleton.frontend, weights, (features, lengths))
+
     @torch.no_grad()
     def extract(self, arch: Arch) -> Subnet:
         """A standalone ``Subnet`` holding copies of this architecture's slices."""
