@@ -101,7 +101,8 @@ def format_report(report: dict) -> str:
     lines = [f"{report['rows']} subnets, {report['folds']}-fold cross-validation (held-out predictions)"]
     for target, entry in report["targets"].items():
         low, mid, high = (100 * v for v in entry["range"])
-        lines.append(f"\n{target}  (min / median / max: {low:.1f} / {mid:.1f} / {high:.1f} %)")
+        lines.append(f"\n{target}  (min / median / max: {low:.1f} / {mid:.1f} / {high:.1f} %; "
+                     f"{entry['trees']} trees by early stopping)")
         lines.append(f"  {'predictor':<34}{'Kendall':>9}{'Spearman':>10}{'RMSE pts':>10}")
         for features, m in entry["cv"].items():
             lines.append(f"  {'xgboost ' + features:<34}{_num(m['kendall_tau']):>9}{_num(m['spearman']):>10}"

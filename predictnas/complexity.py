@@ -139,7 +139,10 @@ def _slot_carried_floats(f: _Frames, w, stage, states):
 
 
 @dataclass(frozen=True)
-class _CostTables:
+class CostTables:
+    """One cost over every gene combination; shared with the predictor's feature builder, which
+    gathers from the same tables (see :func:`cost_tables`)."""
+
     global_cost: np.ndarray  # by the row-major flat code of the six global genes
     block_cost: np.ndarray  # by slot_base + the flat code of the block genes
     slot_base: np.ndarray  # (max_depth, n_context): offset of the slot's (width, stage) part of block_cost
@@ -151,16 +154,18 @@ BlockFormula = Callable[..., np.ndarray]
 GlobalFormula = Callable[..., np.ndarray]
 
 
-def _grid(*sizes: int) -> list[np.ndarray]:
+def index_grid(*sizes: int) -> list[np.ndarray]:
     """Index arrays of every combination, row-major (the last index varies fastest)."""
     return [a.ravel() for a in np.indices(sizes)]
 
 
-_CONTEXT_GENES = (3, 5, 2, 4)  # depth, downsample_after, width, connectivity: what a slot's stage depends on
+# depth, downsample_after, width, connectivity: what a slot's stage depends on. A slot's "context" is the
+# row-major flat code of these genes (``flat_code(genes, CONTEXT_GENES, space.highs)``).
+CONTEXT_GENES = (3, 5, 2, 4)
 
 
 def _context_shape(space: SearchSpace) -> tuple[int, ...]:
-    return tuple(int(space.highs[j]) for j in _CONTEXT_GENES)
+    return tuple(int(space.highs[j]) for j in CONTEXT_GENES)
 
 
 def _stages_and_states(space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
@@ -181,36 +186,37 @@ def _stages_and_states(space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _build_tables(space: SearchSpace, frames: int, block_formula: BlockFormula, global_formula: GlobalFormula,
-                  combine: np.ufunc, carried: bool = False) -> _CostTables:
+                  combine: np.ufunc, carried: bool = False) -> CostTables:
     c = space.config
     f = _Frames.of(frames)
     value = lambda choices, index: np.asarray(choices, dtype=np.int64)[index]  # noqa: E731
 
-    g = _grid(*(int(h) for h in space.highs[:space.n_global]))
+    g = index_grid(*(int(h) for h in space.highs[:space.n_global]))
     global_cost = global_formula(
         c, f, value(c.frontend_kernels, g[0]), g[1] == c.frontend_kinds.index("dwsep"), value(c.widths, g[2]),
         value(c.depths, g[3]), g[4] == c.connectivities.index("dense") if "dense" in c.connectivities else False,
         g[5])
 
     block_shape = tuple(int(h) for h in space.highs[space.n_global:space.n_global + space.n_block])
-    w, stage, heads, ffn, kind, kernel, _dilation, placement = _grid(len(c.widths), 3, *block_shape)
+    w, stage, heads, ffn, kind, kernel, _dilation, placement = index_grid(len(c.widths), 3, *block_shape)
     t = np.where(stage == REDUCED, f.reduced, f.encoder)
     block_cost = block_formula(c, value(c.widths, w), t, value(c.heads, heads), value(c.ffn_dims, ffn), kind,
                                value(c.conv_kernels, kernel), placement)
     block_cost = np.where(stage == INACTIVE, 0, block_cost).astype(np.int64)
 
     slot_stage, slot_states = _stages_and_states(space)
-    width_of_context = _grid(*_context_shape(space))[2]
+    width_of_context = index_grid(*_context_shape(space))[2]
     per_block = int(np.prod(block_shape))
     slot_base = ((width_of_context[None, :] * 3 + slot_stage) * per_block).astype(np.int32)
     extra = None
     if carried:
         extra = _slot_carried_floats(f, value(c.widths, width_of_context)[None, :], slot_stage, slot_states)
-    return _CostTables(global_cost.astype(np.int64), block_cost, slot_base, extra, combine)
+    return CostTables(global_cost.astype(np.int64), block_cost, slot_base, extra, combine)
 
 
 @functools.lru_cache(maxsize=16)
-def _tables(config: SpaceConfig, frames: int, cost: str) -> _CostTables:
+def cost_tables(config: SpaceConfig, frames: int, cost: str) -> CostTables:
+    """The tables of ``cost`` ("params", "flops" or "peak" floats) for inputs of ``frames`` frames, cached."""
     space = SearchSpace(config)
     if cost == "params":
         return _build_tables(space, 1, _block_params, _global_params, np.add)
@@ -219,7 +225,7 @@ def _tables(config: SpaceConfig, frames: int, cost: str) -> _CostTables:
     return _build_tables(space, frames, _block_working_floats, _global_peak_floats, np.maximum, carried=True)
 
 
-def _flat_code(g: np.ndarray, columns, highs) -> np.ndarray:
+def flat_code(g: np.ndarray, columns, highs) -> np.ndarray:
     """Row-major flat index of the given gene columns (int32, no per-row Python)."""
     columns = list(columns)
     code = g[:, columns[0]].astype(np.int32)
@@ -229,18 +235,18 @@ def _flat_code(g: np.ndarray, columns, highs) -> np.ndarray:
     return code
 
 
-def _evaluate(space: SearchSpace, tables: _CostTables, genes: np.ndarray) -> np.ndarray:
+def _evaluate(space: SearchSpace, tables: CostTables, genes: np.ndarray) -> np.ndarray:
     g = np.atleast_2d(np.asarray(genes))
     if g.ndim != 2 or g.shape[1] != space.n_genes:
         raise ValueError(f"gene matrix: expected shape (n, {space.n_genes}), got {g.shape}")
     if not g.flags.f_contiguous:
         g = np.asfortranarray(g)  # every gene column contiguous for the column arithmetic
-    total = tables.global_cost.take(_flat_code(g, range(space.n_global), space.highs))
-    context = _flat_code(g, _CONTEXT_GENES, space.highs)
+    total = tables.global_cost.take(flat_code(g, range(space.n_global), space.highs))
+    context = flat_code(g, CONTEXT_GENES, space.highs)
     max_depth = int(space.depth_of(g).max(initial=0))
     for b in range(max_depth):
         base = space.n_global + b * space.n_block
-        index = _flat_code(g, range(base, base + space.n_block), space.highs)
+        index = flat_code(g, range(base, base + space.n_block), space.highs)
         index += tables.slot_base[b].take(context)
         slot = tables.block_cost.take(index)
         if tables.slot_extra is not None:
@@ -254,7 +260,7 @@ def _evaluate(space: SearchSpace, tables: _CostTables, genes: np.ndarray) -> np.
 
 def param_counts(space: SearchSpace, genes: np.ndarray) -> np.ndarray:
     """Number of parameters of each row's model (int64), with no Python loop over rows."""
-    return _evaluate(space, _tables(space.config, 1, "params"), genes)
+    return _evaluate(space, cost_tables(space.config, 1, "params"), genes)
 
 
 def flops(space: SearchSpace, genes: np.ndarray, frames: int) -> np.ndarray:
@@ -267,7 +273,7 @@ def flops(space: SearchSpace, genes: np.ndarray, frames: int) -> np.ndarray:
     norms, activations, softmax, residual and dense-skip adds) is not counted, as in torch's
     ``FlopCounterMode``.
     """
-    return _evaluate(space, _tables(space.config, int(frames), "flops"), genes)
+    return _evaluate(space, cost_tables(space.config, int(frames), "flops"), genes)
 
 
 def peak_activation_bytes(space: SearchSpace, genes: np.ndarray, frames: int) -> np.ndarray:
@@ -290,7 +296,7 @@ def peak_activation_bytes(space: SearchSpace, genes: np.ndarray, frames: int) ->
     Weights are not included. It grows with width, heads, FFN dim and input length: an estimate to rank
     architectures and to enforce soft memory budgets, not an allocator trace.
     """
-    return _evaluate(space, _tables(space.config, int(frames), "peak"), genes) * BYTES_PER_FLOAT
+    return _evaluate(space, cost_tables(space.config, int(frames), "peak"), genes) * BYTES_PER_FLOAT
 
 
 def param_range(space: SearchSpace) -> tuple[int, int]:

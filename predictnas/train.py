@@ -63,7 +63,8 @@ class TrainConfig:
     largest_only_steps: int = 0  # first phase: the largest alone
     full_size_steps: int = 0  # end of the second phase: the largest alternating with full-size variants
     distill_ramp_steps: int = 0
-    frontend_match_weight: float = 0.0  # after the first phase: other front-end kinds match the teacher's
+    # after the first phase, front-ends of another kind than the teacher's learn by matching its output
+    frontend_match_weight: float = 0.0
     precision: str = "fp32"  # "bf16": autocast matrix work to bfloat16; "auto": bf16 where the CPU has it
     seed: int = 0
     checkpoint_minutes: float = 3.0
@@ -197,7 +198,10 @@ class SandwichObjective:
         teacher = None
         reference_kind = largest_arch(self.space).frontend_kind
         for i, arch in enumerate(subnets_of_step(config, self.space, step, rng)):
-            out = net(features, arch, batch.feature_lengths)
+            matched = bool(config.frontend_match_weight) and arch.frontend_kind != reference_kind
+            # a matched front-end learns from matching alone: through the trunk, the CTC gradient on it was
+            # about 25x the matching gradient and pointed elsewhere, and matching stalled at the start
+            out = net(features, arch, batch.feature_lengths, frontend_gradients=not matched)
             loss = labelled_loss(out, batch, config)
             if teacher is None:
                 teacher = SubnetOutput(out.ctc_logits.detach(), out.intent_logits.detach(), out.lengths)
@@ -205,7 +209,7 @@ class SandwichObjective:
             else:
                 loss = loss + distill_weight(config, step) * distillation_loss(out, teacher)
                 record["loss_smallest" if i == 1 else f"loss_random{i - 2}"] = float(loss.detach())
-            if config.frontend_match_weight and arch.frontend_kind != reference_kind:
+            if matched:
                 match = frontend_match_loss(net, features, batch.feature_lengths, arch, reference_kind)
                 record["frontend_match"] = record.get("frontend_match", 0.0) + float(match.detach())
                 loss = loss + config.frontend_match_weight * match

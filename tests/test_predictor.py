@@ -11,6 +11,7 @@ import pytest
 
 from predictnas.errors import PredictnasError
 from predictnas.predictor import AccuracyPredictor, EvalRecord, FeatureSpec, SQLiteStore
+from predictnas.predictor.model import choose_rounds, fit_booster
 from predictnas.predictor.proxies import PROXIES, compute_proxies
 from predictnas.predictor.sampling import coverage_sample
 from predictnas.space import get_space
@@ -210,7 +211,7 @@ def test_fit_reports_rank_metrics_baselines_and_the_noise_ceiling(env, sampled):
     entry = report["targets"]["intent_error/all"]
     assert set(entry["cv"]) == {"encoding,closed_form", "encoding", "encoding,closed_form,proxies"}
     assert {"params", "flops", "proxy.synflow", "proxy.nwot"} <= set(entry["baselines"])
-    assert entry["noise_ceiling"]["subnets"] == 6
+    assert entry["noise_ceiling"]["subnets"] == 6 and entry["trees"] >= 1
     for metrics in entry["cv"].values():
         assert -1 <= metrics["kendall_tau"] <= 1 and metrics["rmse"] >= 0
     assert set(report["targets"]) == {"wer/all", "wer/quiet_home", "wer/industrial_warehouse", "cer/all",
@@ -226,6 +227,17 @@ def test_fit_reports_rank_metrics_baselines_and_the_noise_ceiling(env, sampled):
     data = json.loads((sampled / "predictor.json").read_text())
     assert data["boosters"]["wer/all"]["learner"]["gradient_booster"]["name"] == "gbtree"
     assert np.array_equal(AccuracyPredictor.load(sampled / "predictor.json").predict(genes), wer)
+
+
+def test_early_stopping_fits_many_trees_to_a_signal_and_few_to_noise():
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 6))
+    signal_y = np.sin(4 * x[:, 0]) + x[:, 1] ** 2 + 0.05 * rng.standard_normal(300)
+    noise_y = rng.standard_normal(300)
+    signal_rounds, noise_rounds = choose_rounds(x, signal_y), choose_rounds(x, noise_y)
+    assert noise_rounds < 60 < signal_rounds
+    assert fit_booster(x, signal_y).num_boosted_rounds() == signal_rounds
+    assert fit_booster(x, noise_y, rounds=7).num_boosted_rounds() == 7
 
 
 def test_a_proxy_predictor_refuses_gene_matrices(env, sampled, tmp_path):

@@ -149,3 +149,7 @@ def test_front_end_matching_trains_the_depthwise_front_end_towards_the_full_one(
     assert losses[-1] < 0.5 * losses[0]
     untouched = [p for name, p in net.shared.items() if name.startswith("frontend/conv")]
     assert untouched and all(p.grad is None or not p.grad.any() for p in untouched)  # the reference is held fixed
+    net.zero_grad(set_to_none=True)
+    net(features, arch, lengths, frontend_gradients=False).ctc_logits.sum().backward()
+    frontend = [p for name, p in net.shared.items() if name.startswith("frontend/")]
+    assert all(p.grad is None for p in frontend) and net.shared["ctc_head/weight"].grad.any()

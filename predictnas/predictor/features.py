@@ -140,12 +140,12 @@ class _Tables:
 def _tables(config: SpaceConfig, frames: int) -> _Tables:
     """The part tables of a space, FLOPs for ``frames`` input frames."""
     space, c = SearchSpace(config), config
-    params, flops = complexity._tables(config, 1, "params"), complexity._tables(config, frames, "flops")
+    params, flops = complexity.cost_tables(config, 1, "params"), complexity.cost_tables(config, frames, "flops")
     value = lambda choices, index: np.asarray(choices, dtype=np.int64)[index]  # noqa: E731
     none, dwsep, grouped = (c.conv_kinds.index(k) for k in ("none", "dwsep", "grouped"))
 
     block_highs = (int(h) for h in space.highs[space.n_global:space.n_global + space.n_block])
-    _width, stage, heads, ffn, kind, kernel, dilation, placement = complexity._grid(len(c.widths), 3, *block_highs)
+    _width, stage, heads, ffn, kind, kernel, dilation, placement = complexity.index_grid(len(c.widths), 3, *block_highs)
     active = stage != INACTIVE
     conv = active & (kind != none)
     heads, ffn = value(c.heads, heads) * active, value(c.ffn_dims, ffn) * active
@@ -155,7 +155,7 @@ def _tables(config: SpaceConfig, frames: int) -> _Tables:
     slot_totals = [params.block_cost, flops.block_cost, 0, heads, ffn, conv & (kind == dwsep),
                    conv & (kind == grouped), (kernel - 1) * dilation * np.where(reduced, 2, 1) * conv, reduced]
 
-    frontend_kernel, frontend_kind, width, depth, connectivity, downsample = complexity._grid(
+    frontend_kernel, frontend_kind, width, depth, connectivity, downsample = complexity.index_grid(
         *(int(h) for h in space.highs[:space.n_global]))
     depth = value(c.depths, depth)
     global_encoding = [value(c.frontend_kernels, frontend_kernel), frontend_kind == c.frontend_kinds.index("dwsep"),
@@ -206,8 +206,8 @@ def _chunk_parts(space: SearchSpace, tables: _Tables, g: np.ndarray, m: int):
     global part first, then each block slot. Its buffer is reused: use it before asking for the next chunk.
     """
     n, depth, n_block = len(g), space.config.max_depth, space.n_block
-    global_rows = complexity._flat_code(g, range(space.n_global), space.highs) + tables.global_offset
-    context = complexity._flat_code(g, complexity._CONTEXT_GENES, space.highs).astype(np.intp)
+    global_rows = complexity.flat_code(g, range(space.n_global), space.highs) + tables.global_offset
+    context = complexity.flat_code(g, complexity.CONTEXT_GENES, space.highs).astype(np.intp)
     blocks = g.T[space.n_global:].reshape(depth, n_block, n)  # gene j of slot b: blocks[b, j], a contiguous row
     highs = [int(h) for h in space.highs[space.n_global:space.n_global + n_block]]
     runs = _int8_runs(highs)

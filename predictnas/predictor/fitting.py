@@ -45,7 +45,8 @@ def target_values(records: list[EvalRecord], target: str) -> np.ndarray:
 
 def cross_validate(spec: FeatureSpec, space: SearchSpace, genes: np.ndarray, y: np.ndarray,
                    proxies: list[dict] | None, folds: int = 5, seed: int = 0) -> dict[str, float]:
-    """Metrics over the pooled held-out predictions of ``folds``-fold cross-validation."""
+    """Metrics over the pooled held-out predictions of ``folds``-fold cross-validation. The number of
+    trees is chosen inside each training fold (nested), so the held-out rows never pick it."""
     x = spec.matrix(space, genes, proxies)
     predicted = np.empty_like(y)
     for train, test in KFold(folds, shuffle=True, random_state=seed).split(x):
@@ -119,9 +120,10 @@ def fit_predictor(store: EvalStore, space: SearchSpace, spec: FeatureSpec, folds
                  "baselines": single_feature_baselines(space, genes, y, proxies),
                  "noise_ceiling": noise_ceiling(store, target),
                  "range": [float(y.min()), float(np.median(y)), float(y.max())]}
-        report["targets"][target] = entry
         boosters[target] = fit_booster(spec.matrix(space, genes, proxies if spec.needs_proxies else None), y)
-    metrics = {t: {"cv": e["cv"][",".join(spec.groups)], "noise_ceiling": e["noise_ceiling"]}
+        entry["trees"] = boosters[target].num_boosted_rounds()
+        report["targets"][target] = entry
+    metrics = {t: {"cv": e["cv"][",".join(spec.groups)], "noise_ceiling": e["noise_ceiling"], "trees": e["trees"]}
                for t, e in report["targets"].items()}
     supernet = getattr(store, "info", {})
     predictor = AccuracyPredictor(spec, boosters, metrics, data_hash(records, targets), len(records), supernet)

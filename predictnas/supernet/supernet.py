@@ -89,9 +89,15 @@ class Supernet(nn.Module):
                 weights[name] = shared[leading]
         return weights
 
-    def forward(self, features: Tensor, arch: Arch, lengths: Tensor | None = None) -> SubnetOutput:
+    def forward(self, features: Tensor, arch: Arch, lengths: Tensor | None = None,
+                frontend_gradients: bool = True) -> SubnetOutput:
+        """``frontend_gradients=False`` holds the front-end's weights fixed for this call (the trunk and
+        heads still learn), for a front-end that is trained by another loss."""
         skeleton = self._skeleton(arch).train(self.training)
-        return functional_call(skeleton, self.subnet_weights(arch), (features, lengths))
+        weights = self.subnet_weights(arch)
+        if not frontend_gradients:
+            weights = {name: w.detach() if name.startswith("frontend.") else w for name, w in weights.items()}
+        return functional_call(skeleton, weights, (features, lengths))
 
     def frontend(self, features: Tensor, arch: Arch, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """The front-end of ``arch`` alone: its output ``(batch, frames/4, width)`` and lengths."""
