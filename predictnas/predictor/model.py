@@ -38,8 +38,8 @@ def choose_rounds(x: np.ndarray, y: np.ndarray, params: dict | None = None, fold
     """
     history = xgb.cv({**XGB_PARAMS, **(params or {})}, xgb.DMatrix(x, label=y), num_boost_round=MAX_ROUNDS,
                      nfold=max(2, min(folds, len(y))), early_stopping_rounds=EARLY_STOPPING_ROUNDS,
-                     metrics="rmse", seed=seed, shuffle=True)
-    return len(history)  # with early stopping the history ends at the best round
+                     metrics="rmse", seed=seed, shuffle=True, as_pandas=False)
+    return len(history["test-rmse-mean"])  # with early stopping the history ends at the best round
 
 
 def fit_booster(x: np.ndarray, y: np.ndarray, params: dict | None = None, rounds: int | None = None) -> xgb.Booster:
