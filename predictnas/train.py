@@ -8,10 +8,13 @@ choices (front-end kind and kernel, connectivity, downsampling, conv modules) ar
 choices select separate weights or a different data path, and in earlier runs switching them on
 weights trained for the largest alone left subnets on the blank-only CTC plateau (once-for-all's elastic
 kernel stage, widened to every structural choice). Drawn from the first step instead, the variants did
-not leave that plateau and held the largest on it too (one run, with the earlier post-norm blocks). Afterwards every step trains the largest subnet on the labels,
-then the smallest and ``random_subnets`` random ones on the labels plus the largest's soft outputs
-(in-place distillation, as in once-for-all and BigNAS; its weight ramps up over ``distill_ramp_steps``),
-accumulating gradients into the shared weights before one optimizer step.
+not leave that plateau and held the largest on it too (one run, with the earlier post-norm blocks).
+Afterwards every step trains the largest subnet on the labels, then the smallest and ``random_subnets``
+random ones on the labels plus the largest's soft outputs (in-place distillation, as in once-for-all and
+BigNAS; its weight ramps up over ``distill_ramp_steps``), accumulating gradients into the shared weights
+before one optimizer step. From the second phase on, a front-end of another kind than the largest's
+learns only by matching the largest's kind of front-end at its own kernel and width
+(``frontend_match_weight``; see :func:`frontend_match_loss`).
 Matrix work runs in bfloat16 where ``precision`` asks for it (about 1.8x faster on a CPU with AVX512-BF16).
 
 Resumable and reproducible: the subnets, the batch order, SpecAugment and dropout of step ``s`` are all
@@ -165,7 +168,8 @@ def frontend_match_loss(net: Supernet, features: Tensor, lengths: Tensor, arch: 
 
     Why: the trunk is trained mostly on the teacher's front-end kind. Through the CTC loss alone, a
     depthwise-separable front-end never learned to give the trunk what it reads (its output stayed near
-    std 0.4 against 56, and every subnet using it emitted blanks only); matching gives it a direct target.
+    std 0.4 against 56, and every subnet using it emitted blanks only); matching gives it a direct target
+    (relative error 1.0 -> 0.15-0.2 within 1,300 steps of the small recipe, and those subnets output text).
     """
     with torch.no_grad():
         target, target_lengths = net.frontend(features, dataclasses.replace(arch, frontend_kind=reference_kind), lengths)
