@@ -162,18 +162,15 @@ def distillation_loss(student: SubnetOutput, teacher: SubnetOutput) -> Tensor:
     return frames + intents
 
 
-def frontend_match_loss(net: Supernet, features: Tensor, lengths: Tensor, arch: Arch, reference_kind: str) -> Tensor:
-    """Mean squared error between the front-end of ``arch`` and the ``reference_kind`` front-end of the same
-    kernel and width (held fixed), relative to the reference's mean square.
+def frontend_match_loss(output: Tensor, target: Tensor, target_lengths: Tensor) -> Tensor:
+    """Mean squared error between a front-end's output and the target front-end's (the largest's kind at
+    the same kernel and width, computed without gradients), relative to the target's mean square.
 
     Why: the trunk is trained mostly on the teacher's front-end kind. Through the CTC loss alone, a
     depthwise-separable front-end never learned to give the trunk what it reads (its output stayed near
     std 0.4 against 56, and every subnet using it emitted blanks only); matching gives it a direct target
     (relative error 1.0 -> 0.15-0.2 within 1,300 steps of the small recipe, and those subnets output text).
     """
-    with torch.no_grad():
-        target, target_lengths = net.frontend(features, dataclasses.replace(arch, frontend_kind=reference_kind), lengths)
-    output, _ = net.frontend(features, arch, lengths)
     mask = frame_mask(target_lengths, target.shape[1])[..., None].float()
     target = target.float()
     error = ((output.float() - target) ** 2 * mask).sum()
@@ -203,9 +200,17 @@ class SandwichObjective:
         reference_kind = largest_arch(self.space).frontend_kind
         for i, arch in enumerate(subnets_of_step(config, self.space, step, rng)):
             matched = bool(config.frontend_match_weight) and arch.frontend_kind != reference_kind
-            # a matched front-end learns from matching alone: through the trunk, the CTC gradient on it was
-            # about 25x the matching gradient and pointed elsewhere, and matching stalled at the start
-            out = net(features, arch, batch.feature_lengths, frontend_gradients=not matched)
+            frontend = None
+            if matched:
+                frontend = net.frontend(features, arch, batch.feature_lengths)
+                with torch.no_grad():
+                    target = net.frontend(features, dataclasses.replace(arch, frontend_kind=reference_kind),
+                                          batch.feature_lengths)
+            # a matched front-end learns from matching alone (the trunk reads its output detached): through
+            # the trunk, the CTC gradient on it was about 25x the matching gradient and pointed elsewhere,
+            # and matching stalled at the start
+            out = net(features, arch, batch.feature_lengths,
+                      frontend_output=None if frontend is None else (frontend[0].detach(), frontend[1]))
             loss = labelled_loss(out, batch, config)
             if teacher is None:
                 teacher = SubnetOutput(out.ctc_logits.detach(), out.intent_logits.detach(), out.lengths)
@@ -214,7 +219,7 @@ class SandwichObjective:
                 loss = loss + distill_weight(config, step) * distillation_loss(out, teacher)
                 record["loss_smallest" if i == 1 else f"loss_random{i - 2}"] = float(loss.detach())
             if matched:
-                match = frontend_match_loss(net, features, batch.feature_lengths, arch, reference_kind)
+                match = frontend_match_loss(frontend[0], *target)
                 record["frontend_match"] = record.get("frontend_match", 0.0) + float(match.detach())
                 loss = loss + config.frontend_match_weight * match
             _backward(loss, step)

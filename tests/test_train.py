@@ -5,6 +5,7 @@ import json
 import signal
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,8 +14,8 @@ import torch
 from predictnas.space import get_space
 from predictnas.supernet import SubnetOutput, Supernet, load_supernet
 from predictnas.errors import PredictnasError
-from predictnas.train import (TrainConfig, autocast_dtype, distillation_loss, frontend_match_loss, full_size_variant,
-                              largest_arch, learning_rate, sandwich, subnets_of_step)
+from predictnas.train import (SandwichObjective, TrainConfig, autocast_dtype, distillation_loss, frontend_match_loss,
+                              full_size_variant, largest_arch, learning_rate, sandwich, smallest_arch, subnets_of_step)
 
 from commandline import REPO, run, start
 
@@ -133,23 +134,53 @@ def test_front_end_matching_trains_the_depthwise_front_end_towards_the_full_one(
     torch.manual_seed(0)
     net = Supernet(space.config).train()
     arch = dataclasses.replace(largest_arch(space), frontend_kind="dwsep", frontend_kernel=5, width=96)
+    reference = dataclasses.replace(arch, frontend_kind="full")
     features, lengths = torch.randn(3, 83, space.config.n_mels), torch.tensor([83, 60, 31])
     out, out_lengths = net.frontend(features, arch, lengths)
     alone = net.extract(arch).frontend(features, lengths)
     assert torch.allclose(out, alone[0], atol=1e-6) and torch.equal(out_lengths, alone[1])
-    assert frontend_match_loss(net, features, lengths, dataclasses.replace(arch, frontend_kind="full"), "full").item() == 0
+    full = net.frontend(features, reference, lengths)
+    assert frontend_match_loss(full[0], *full).item() == 0
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     losses = []
     for _ in range(60):
         optimizer.zero_grad()
-        loss = frontend_match_loss(net, features, lengths, arch, "full")
+        with torch.no_grad():
+            target = net.frontend(features, reference, lengths)
+        loss = frontend_match_loss(net.frontend(features, arch, lengths)[0], *target)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
     untouched = [p for name, p in net.shared.items() if name.startswith("frontend/conv")]
     assert untouched and all(p.grad is None or not p.grad.any() for p in untouched)  # the reference is held fixed
+
+    # Given the front-end's output, a subnet computes the same and sends no gradient into the front-end.
     net.zero_grad(set_to_none=True)
-    net(features, arch, lengths, frontend_gradients=False).ctc_logits.sum().backward()
+    given = net.frontend(features, arch, lengths)
+    started = net(features, arch, lengths, frontend_output=(given[0].detach(), given[1]))
+    assert torch.allclose(started.ctc_logits, net(features, arch, lengths).ctc_logits.detach(), atol=1e-5)
+    net.zero_grad(set_to_none=True)
+    started.ctc_logits.sum().backward()
     frontend = [p for name, p in net.shared.items() if name.startswith("frontend/")]
     assert all(p.grad is None for p in frontend) and net.shared["ctc_head/weight"].grad.any()
+
+
+def test_in_a_sandwich_step_the_depthwise_front_end_learns_from_matching_alone(space):
+    torch.manual_seed(0)
+    net = Supernet(space.config).train()
+    features, lengths = torch.randn(3, 83, space.config.n_mels), torch.tensor([83, 60, 31])
+    batch = SimpleNamespace(feature_lengths=lengths, targets=torch.randint(1, space.config.vocab_size, (3, 9)),
+                            target_lengths=torch.tensor([9, 7, 4]), intents=torch.tensor([0, 1, -1]))
+    config = TrainConfig(random_subnets=0, frontend_match_weight=1.0)  # the sandwich from step 0
+    record = SandwichObjective(space)(net, features, batch, 0, config, np.random.default_rng(0))
+    smallest = smallest_arch(space)
+    assert smallest.frontend_kind == "dwsep" and record["frontend_match"] > 0
+    names = [name for name in net.shared if name.startswith(("frontend/dw", "frontend/pw"))]
+    from_the_step = [net.shared[name].grad.clone() for name in names]
+    net.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        target = net.frontend(features, dataclasses.replace(smallest, frontend_kind="full"), lengths)
+    frontend_match_loss(net.frontend(features, smallest, lengths)[0], *target).backward()
+    for name, grad in zip(names, from_the_step):
+        assert torch.allclose(grad, net.shared[name].grad, atol=1e-6), name

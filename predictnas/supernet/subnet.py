@@ -226,9 +226,11 @@ class Subnet(nn.Module):
         self.ctc_head = nn.Linear(width, space.vocab_size)
         self.intent_head = nn.Linear(width, space.n_intents)
 
-    def encode(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """The shared trunk: ``(batch, frames/4, width)`` and its lengths."""
-        x, lengths = self.frontend(features, lengths)
+    def encode(self, features: Tensor, lengths: Tensor | None = None,
+               frontend_output: tuple[Tensor, Tensor | None] | None = None) -> tuple[Tensor, Tensor | None]:
+        """The shared trunk: ``(batch, frames/4, width)`` and its lengths. ``frontend_output``: the
+        front-end's ``(output, lengths)`` for these features, when the caller has computed it already."""
+        x, lengths = self.frontend(features, lengths) if frontend_output is None else frontend_output
         # No absolute positions: the front-end and conv modules see order locally, and added sinusoids
         # made subnets that switch front-end kind collapse to blanks (a trained full front-end grew its
         # output to std 56 to drown them; the depthwise one, at std 0.4, was left seeing positions only).
@@ -247,8 +249,9 @@ class Subnet(nn.Module):
             x, lengths = upsample(x, skip.shape[1]) + skip, skip_lengths
         return self.final_norm(x), lengths
 
-    def forward(self, features: Tensor, lengths: Tensor | None = None) -> SubnetOutput:
-        trunk, lengths = self.encode(features, lengths)
+    def forward(self, features: Tensor, lengths: Tensor | None = None,
+                frontend_output: tuple[Tensor, Tensor | None] | None = None) -> SubnetOutput:
+        trunk, lengths = self.encode(features, lengths, frontend_output)
         mask = frame_mask(lengths, trunk.shape[1])
         if mask is None:
             pooled = trunk.mean(dim=1)

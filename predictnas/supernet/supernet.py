@@ -78,33 +78,22 @@ class Supernet(nn.Module):
 
     def subnet_weights(self, arch: Arch) -> dict[str, Tensor]:
         """The subnet's parameters as differentiable slices of the shared weights."""
-        weights = {}
-        for name, meta in self._skeleton(arch).named_parameters():
-            shared = self.shared[_key(name)]
-            leading = tuple(slice(0, n) for n in meta.shape)
-            if meta.ndim == 3:  # conv weight (out, in/groups, kernel): the kernel axis is elastic
-                weight = shared[leading[:2]]
-                weights[name] = self._shrink_kernel(_key(name), weight, meta.shape[2], _kernel_choices(name, self.space))
-            else:
-                weights[name] = shared[leading]
-        return weights
+        return self._slices(self._skeleton(arch).named_parameters())
 
     def forward(self, features: Tensor, arch: Arch, lengths: Tensor | None = None,
-                frontend_gradients: bool = True) -> SubnetOutput:
-        """``frontend_gradients=False`` holds the front-end's weights fixed for this call (the trunk and
-        heads still learn), for a front-end that is trained by another loss."""
+                frontend_output: tuple[Tensor, Tensor | None] | None = None) -> SubnetOutput:
+        """``frontend_output``: the front-end's ``(output, lengths)`` computed already (see
+        :meth:`frontend`); the subnet starts from it, and no gradient reaches the front-end through it."""
         skeleton = self._skeleton(arch).train(self.training)
-        weights = self.subnet_weights(arch)
-        if not frontend_gradients:
-            weights = {name: w.detach() if name.startswith("frontend.") else w for name, w in weights.items()}
-        return functional_call(skeleton, weights, (features, lengths))
+        return functional_call(skeleton, self.subnet_weights(arch), (features, lengths),
+                               {"frontend_output": frontend_output})
 
     def frontend(self, features: Tensor, arch: Arch, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """The front-end of ``arch`` alone: its output ``(batch, frames/4, width)`` and lengths."""
         skeleton = self._skeleton(arch).train(self.training)
-        weights = {name.removeprefix("frontend."): w for name, w in self.subnet_weights(arch).items()
-                   if name.startswith("frontend.")}
-        return functional_call(skeleton.frontend, weights, (features, lengths))
+        weights = self._slices(skeleton.frontend.named_parameters(prefix="frontend"))
+        return functional_call(skeleton.frontend, {name.removeprefix("frontend."): w for name, w in weights.items()},
+                               (features, lengths))
 
     @torch.no_grad()
     def extract(self, arch: Arch) -> Subnet:
@@ -131,6 +120,19 @@ class Supernet(nn.Module):
     def config(self) -> dict:
         """What is needed to rebuild this supernet (saved beside its weights)."""
         return {"space": self.space.to_dict(), "dropout": self.dropout, "metadata": self.metadata}
+
+    def _slices(self, named_parameters) -> dict[str, Tensor]:
+        """Differentiable slices of the shared weights for a skeleton's (meta) parameters."""
+        weights = {}
+        for name, meta in named_parameters:
+            shared = self.shared[_key(name)]
+            leading = tuple(slice(0, n) for n in meta.shape)
+            if meta.ndim == 3:  # conv weight (out, in/groups, kernel): the kernel axis is elastic
+                weight = shared[leading[:2]]
+                weights[name] = self._shrink_kernel(_key(name), weight, meta.shape[2], _kernel_choices(name, self.space))
+            else:
+                weights[name] = shared[leading]
+        return weights
 
     def _shrink_kernel(self, key: str, weight: Tensor, kernel: int, choices: tuple[int, ...]) -> Tensor:
         for k in sorted((k for k in choices if kernel <= k < weight.shape[2]), reverse=True):
