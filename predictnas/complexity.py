@@ -70,8 +70,8 @@ def _block_params(c: SpaceConfig, w, t, heads, ffn, kind, kernel, placement):
 
 def _global_params(c: SpaceConfig, f: _Frames, kernel, dwsep, w, depth, dense, downsample_after):
     m = c.n_mels
-    full_frontend = (w * m * kernel + w) + (w * w * kernel + w)
-    dwsep_frontend = (m * kernel + m) + _linear(m, w) + (w * kernel + w) + _linear(w, w)
+    full_frontend = (w * m * kernel + w) + (w * w * kernel + w) + _norm(w)
+    dwsep_frontend = (m * kernel + m) + _linear(m, w) + (w * kernel + w) + _linear(w, w) + _norm(w)
     total = np.where(dwsep, dwsep_frontend, full_frontend)
     has_downsample = downsample_after > 0
     first_stage = np.where(has_downsample, downsample_after, depth)

@@ -361,8 +361,12 @@ class Trainer:
         if ckpt["config"] != self.config.to_dict() or ckpt["data"] != self.data_fingerprint:
             raise PredictnasError(f"{path}: written by a run with another configuration or data; "
                                   "use another --run-dir or delete it to start afresh")
-        self.net.load_state_dict(ckpt["supernet"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            self.net.load_state_dict(ckpt["supernet"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError) as e:  # written by another version of the model
+            raise PredictnasError(f"{path}: its weights do not fit this version's model "
+                                  f"({' '.join(str(e).split())[:160]}); move it away to start afresh") from None
         return TrainState(ckpt["step"], ckpt["history"], ckpt["seconds"])
 
 

@@ -61,7 +61,7 @@ class VerifySettings:
 
     def train_config(self) -> TrainConfig:
         if self.from_scratch:
-            return TrainConfig(steps=self.finetune_steps, batch_seconds=self.batch_seconds, peak_lr=3e-3,
+            return TrainConfig(steps=self.finetune_steps, batch_seconds=self.batch_seconds, peak_lr=1e-3,
                                warmup_steps=min(150, self.finetune_steps // 10 + 1), seed=self.seed)
         return TrainConfig(steps=self.finetune_steps, batch_seconds=self.batch_seconds, peak_lr=self.peak_lr,
                            warmup_steps=min(50, self.finetune_steps // 10 + 1), seed=self.seed)

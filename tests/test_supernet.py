@@ -119,3 +119,13 @@ def test_loading_something_else_is_a_one_line_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(PredictnasError, match="not a predictnas supernet checkpoint"):
         load_supernet(bad)
+
+
+def test_weights_of_another_model_version_are_a_one_line_error(tmp_path, supernet):
+    path = tmp_path / "supernet.pt"
+    save_supernet(supernet, path)
+    state = torch.load(path, weights_only=True)
+    del state["weights"]["shared.frontend/conv_norm/weight"]  # as saved before the front-end had its norm
+    torch.save(state, path)
+    with pytest.raises(PredictnasError, match="do not fit this version's supernet"):
+        load_supernet(path)

@@ -54,7 +54,14 @@ class TimeConv(nn.Conv1d):
 
 
 class FrontEnd(nn.Module):
-    """Two stride-2 convolutions (4x fewer frames), full or depthwise-separable."""
+    """Two stride-2 convolutions (4x fewer frames), full or depthwise-separable, then a layer norm.
+
+    Why the norm: without it a trained full front-end grew its output to std 56, so the residual stream
+    was mostly front-end and each block's update a small part of it. With it, the largest subnet trained
+    alone reached 41 % instead of 48 % dev WER (quiet home) after 1,500 steps at a peak learning rate of
+    1e-3 (GPU probe, one seed each). Each kind has its own norm, so matching one front-end to the other
+    never moves the teacher's.
+    """
 
     def __init__(self, n_mels: int, width: int, kernel: int, kind: str):
         super().__init__()
@@ -62,22 +69,24 @@ class FrontEnd(nn.Module):
         if kind == "full":
             self.conv1 = TimeConv(n_mels, width, kernel, stride=2)
             self.conv2 = TimeConv(width, width, kernel, stride=2)
+            self.conv_norm = nn.LayerNorm(width)
         else:
             self.dw1 = TimeConv(n_mels, n_mels, kernel, stride=2, groups=n_mels)
             self.pw1 = nn.Linear(n_mels, width)
             self.dw2 = TimeConv(width, width, kernel, stride=2, groups=width)
             self.pw2 = nn.Linear(width, width)
+            self.pw_norm = nn.LayerNorm(width)
 
     def forward(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
         x = zero_padding(x, frame_mask(lengths, x.shape[1]))  # padding must look like the conv's own zeros
         if self.kind == "full":
             x = F.silu(self.conv1(x))
             lengths = halve_lengths(lengths)
-            x = F.silu(self.conv2(zero_padding(x, frame_mask(lengths, x.shape[1]))))
+            x = self.conv_norm(F.silu(self.conv2(zero_padding(x, frame_mask(lengths, x.shape[1])))))
         else:
             x = F.silu(self.pw1(self.dw1(x)))
             lengths = halve_lengths(lengths)
-            x = F.silu(self.pw2(self.dw2(zero_padding(x, frame_mask(lengths, x.shape[1])))))
+            x = self.pw_norm(F.silu(self.pw2(self.dw2(zero_padding(x, frame_mask(lengths, x.shape[1]))))))
         return x, halve_lengths(lengths)
 
 

@@ -165,7 +165,11 @@ def load_supernet(path, map_location="cpu") -> Supernet:
         raise PredictnasError(f"{path}: not a predictnas supernet checkpoint ({e})") from None
     space = SpaceConfig.from_dict(config["space"])
     supernet = Supernet(space, dropout=config["dropout"], metadata=config.get("metadata"))
-    supernet.load_state_dict(state["weights"])
+    try:
+        supernet.load_state_dict(state["weights"])
+    except RuntimeError as e:  # weights of another model version: missing or unexpected parameters
+        raise PredictnasError(f"{path}: its weights do not fit this version's supernet "
+                              f"({' '.join(str(e).split())[:160]}); train it again") from None
     return supernet
 
 
