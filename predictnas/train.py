@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from .errors import PredictnasError
+from .errors import PredictnasError, one_line
 from .io import atomic_path, write_json
 from .space import NO_CONV, Arch, Block, SearchSpace
 from .supernet import Supernet, SubnetOutput, save_supernet
@@ -366,7 +366,7 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError) as e:  # written by another version of the model
             raise PredictnasError(f"{path}: its weights do not fit this version's model "
-                                  f"({' '.join(str(e).split())[:160]}); move it away to start afresh") from None
+                                  f"({one_line(e, 160)}); move it away to start afresh") from None
         return TrainState(ckpt["step"], ckpt["history"], ckpt["seconds"])
 
 

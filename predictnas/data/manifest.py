@@ -27,7 +27,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from ..errors import PredictnasError
+from ..errors import PredictnasError, one_line
 from ..io import atomic_path
 from .text import normalize
 
@@ -193,7 +193,7 @@ def _audio_duration(path: Path) -> float:
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise PredictnasError(f"{path}: cannot read audio ({_one_line(e)})") from None
+        raise PredictnasError(f"{path}: cannot read audio ({one_line(e)})") from None
     return info.frames / info.samplerate
 
 
@@ -209,7 +209,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int, resample: bool = False
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
-        raise PredictnasError(f"{path}: cannot read audio ({_one_line(e)})") from None
+        raise PredictnasError(f"{path}: cannot read audio ({one_line(e)})") from None
     if data.size == 0:
         raise PredictnasError(f"{path}: audio file contains no samples")
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
@@ -223,7 +223,3 @@ def read_audio(path: str | os.PathLike, sample_rate: int, resample: bool = False
         wav = torchaudio.functional.resample(wav, rate, sample_rate)
     # Float files may exceed full scale and resampling overshoots slightly; the contract is [-1, 1].
     return wav.clamp_(-1.0, 1.0)
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__

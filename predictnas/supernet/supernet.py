@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..errors import PredictnasError
+from ..errors import PredictnasError, one_line
 from ..io import atomic_path
 from ..space import Arch, Block, SpaceConfig
 from .subnet import Subnet, SubnetOutput
@@ -169,7 +169,7 @@ def load_supernet(path, map_location="cpu") -> Supernet:
         supernet.load_state_dict(state["weights"])
     except RuntimeError as e:  # weights of another model version: missing or unexpected parameters
         raise PredictnasError(f"{path}: its weights do not fit this version's supernet "
-                              f"({' '.join(str(e).split())[:160]}); train it again") from None
+                              f"({one_line(e, 160)}); train it again") from None
     return supernet
 
 
