@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from predictnas.bundle import Bundle
+from predictnas.complexity import param_counts
+from predictnas.space import SearchSpace
 from predictnas.search.job import parse_bytes, parse_count, parse_latency_ms
 from predictnas.errors import PredictnasError
 
@@ -66,8 +68,12 @@ def test_search_writes_the_bundle_the_front_and_the_plot(env, experiment):
     assert bundle.device["id"] == table["device"]["id"] and bundle.lut["hash"] and bundle.predictor["hash"]
     assert bundle.reference_input["frames"] == table["reference_input"]["frames"]
     assert bundle.search["candidates"] > 0 and bundle.search["seed"] == 0
+    space = SearchSpace(bundle.space)
+    for c in bundle.candidates:  # scored without budgets on them, filled in for the rows returned
+        genes = space.encode(c.arch)[None]
+        assert c.predicted["params"] == int(param_counts(space, genes)[0]) and c.predicted["memory_bytes"] > 0
     front = json.loads((out / "pareto.json").read_text())["front"]
-    assert front and all(p["latency_ms"] <= budget for p in front)
+    assert front and all(p["latency_ms"] <= budget and p["params"] > 0 and p["memory_bytes"] > 0 for p in front)
     latencies = [p["latency_ms"] for p in front]
     wers = [p["wer"] for p in front]
     assert latencies == sorted(latencies) and all(a >= b for a, b in zip(wers, wers[1:]))

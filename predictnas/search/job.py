@@ -102,7 +102,11 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
         log(f"warning: hardware gap: {warning}; predicted latencies may not hold on this machine")
     target = predictor.target_for(settings.environment)
     estimator = LatencyEstimator(table, predictor.space)
-    scorer = ScannedSample(CostScorer(estimator, lambda genes: predictor.predict(genes, target)), seed=settings.seed)
+    # Parameters and memory are scored for every candidate only when a budget needs them; the rows the
+    # search returns get them afterwards either way.
+    cost_scorer = CostScorer(estimator, lambda genes: predictor.predict(genes, target),
+                             costs=settings.max_params is not None or settings.max_memory_bytes is not None)
+    scorer = ScannedSample(cost_scorer, seed=settings.seed)
     problem = Problem(predictor.space, scorer, estimator, settings.budget_ms, lam=settings.lam,
                       max_params=settings.max_params, max_memory_bytes=settings.max_memory_bytes)
     if settings.pareto:
@@ -129,8 +133,11 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
         raise PredictnasError(f"no candidate met the budget of {settings.budget_ms:g} ms")
 
     space = predictor.space
-    candidates = tuple(Candidate(i + 1, space.decode(row), {**result.scores.row(i), "reward": float(result.reward[i])})
-                       for i, row in enumerate(result.genes[:settings.top_k]))
+    top_genes = result.genes[:settings.top_k]
+    top_scores = cost_scorer.with_costs(top_genes, result.scores.take(np.arange(len(top_genes))))
+    front_scores = cost_scorer.with_costs(result.front_genes, result.front_scores)
+    candidates = tuple(Candidate(i + 1, space.decode(row), {**top_scores.row(i), "reward": float(result.reward[i])})
+                       for i, row in enumerate(top_genes))
     supernet = predictor.supernet or {}
     bundle = Bundle(
         space=space.config, candidates=candidates,
@@ -147,7 +154,7 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
                 "seed": settings.seed, "settings": asdict(settings), "command": command,
                 "fastest_ms": problem.fastest_ms, "candidates": result.stats.candidates_scored})
     bundle.save(out)
-    front = [{"arch_id": space.decode(row).arch_id, "arch": space.decode(row).to_dict(), **result.front_scores.row(i)}
+    front = [{"arch_id": space.decode(row).arch_id, "arch": space.decode(row).to_dict(), **front_scores.row(i)}
              for i, row in enumerate(result.front_genes)]
     write_json(out.parent / "pareto.json", {"budget_ms": settings.budget_ms, "target": target, "front": front,
                                             "search": bundle.search})
