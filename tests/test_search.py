@@ -226,6 +226,20 @@ def test_ask_tell_with_external_scoring_never_asks_a_row_twice_and_equals_minimi
     assert np.array_equal(facade.genes, manual.genes) and np.array_equal(facade.front_genes, manual.front_genes)
 
 
+def test_restarts_start_over_but_keep_the_best_and_never_rescore_a_row(space, estimator):
+    # A flat WER: the reward is latency alone, which a population quickly stops improving, so it restarts.
+    recording = Recording(CostScorer(estimator, lambda genes: np.full(len(genes), 0.5)))
+    problem = Problem(space, recording, estimator, latency_budget_ms=20)
+    result = minimize(problem, small_ga(restart_after=2), MaxGenerations(20), seed=3)
+    assert result.stats.restarts >= 2
+    genes, scores = recording.all()
+    every = keys(space, genes)
+    assert len(np.unique(every)) == len(every)
+    assert result.reward[0] == problem.reward(scores).max()  # the best row of every run is kept
+    never = minimize(problem, small_ga(restart_after=None), MaxGenerations(20), seed=3)
+    assert never.stats.restarts == 0
+
+
 @pytest.mark.parametrize("algorithm", [small_ga, NSGA2])
 def test_same_seed_same_result(algorithm, space, scorer, estimator):
     problem = Problem(space, scorer, estimator, latency_budget_ms=25)

@@ -90,7 +90,11 @@ def main() -> None:
             rows.append({"seed": seed, "short_wer": float(short.scores.wer[0]), "long_wer": float(long.scores.wer[0]),
                          "short_reward": float(short.reward[0]), "long_reward": float(long.reward[0]),
                          "gap_points": 100 * (float(short.scores.wer[0]) - float(long.scores.wer[0])),
-                         "short_candidates": short.stats.candidates_scored, "long_candidates": long.stats.candidates_scored})
+                         "short_candidates": short.stats.candidates_scored, "long_candidates": long.stats.candidates_scored,
+                         "short_latency_ms": float(short.scores.latency_ms[0]),
+                         "long_latency_ms": float(long.scores.latency_ms[0]),
+                         "short_arch": predictor.space.decode(short.genes[0]).to_dict(),
+                         "long_arch": predictor.space.decode(long.genes[0]).to_dict()})
             r = rows[-1]
             print(f"seed {seed}: {args.seconds:g} s top-1 WER {100 * r['short_wer']:.2f} % ({r['short_candidates']:,} "
                   f"scored), {args.seconds * args.long_factor:g} s top-1 WER {100 * r['long_wer']:.2f} % "

@@ -198,6 +198,14 @@ class Algorithm:
         elif novel > NOVEL_HIGH:
             self.mutation_rate = max(self.mutation_rate / MUTATION_STEP, self._min_mutation_rate())
 
+    def _restart(self) -> None:
+        """Start over from a fresh initial sample at the next ``ask`` (archive and seen keys persist)."""
+        self._set_population(None, None, np.zeros(0))
+        self._yield = 1.0
+        if self.fixed_mutation_rate is None:
+            self.mutation_rate = self._min_mutation_rate()
+        self.stats.restarts += 1
+
     def _set_population(self, genes: np.ndarray, scores: Scores, reward: np.ndarray) -> None:
         self.population, self.population_scores, self.population_reward = genes, scores, reward
 

@@ -19,6 +19,7 @@ class SearchStats:
     seconds: float = 0.0
     best_reward: float = float("-inf")
     exhausted: bool = False  # no unseen feasible candidate could be generated: the space is used up
+    restarts: int = 0  # times the population started over from a fresh sample
     progress: float = 0.0  # the termination's, in [0, 1]
 
     @property
@@ -28,7 +29,7 @@ class SearchStats:
     def to_dict(self) -> dict:
         return {"generations": self.generations, "candidates_scored": self.candidates_scored,
                 "seconds": round(self.seconds, 3), "candidates_per_second": round(self.candidates_per_second, 1),
-                "best_reward": self.best_reward, "exhausted": self.exhausted}
+                "best_reward": self.best_reward, "exhausted": self.exhausted, "restarts": self.restarts}
 
 
 @dataclass
