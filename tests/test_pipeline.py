@@ -9,12 +9,14 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from predictnas.bundle import Bundle
 from predictnas.complexity import param_counts
 from predictnas.space import SearchSpace
-from predictnas.search.job import parse_bytes, parse_count, parse_latency_ms
+from predictnas.search import Scores
+from predictnas.search.job import distinct_picks, parse_bytes, parse_count, parse_latency_ms
 from predictnas.errors import PredictnasError
 
 from commandline import REPO, one_error_line, run, start
@@ -52,6 +54,12 @@ def test_units_parse_and_bad_budgets_are_one_line_errors():
     for bad in ("40", "fast", "-3ms", "0ms", "40 parsecs"):
         with pytest.raises(PredictnasError, match="latency budget"):
             parse_latency_ms(bad)
+
+
+def test_top_k_skips_rows_the_predictor_and_the_table_cannot_tell_apart():
+    best_first = Scores(wer=np.array([0.5, 0.5, 0.6, 0.6, 0.7]), latency_ms=np.array([10.0, 10.0, 9.0, 8.0, 7.0]))
+    assert distinct_picks(best_first, 3).tolist() == [0, 2, 3]
+    assert distinct_picks(best_first, 5).tolist() == [0, 2, 3, 4, 1]  # twins only when outcomes run out
 
 
 def test_search_writes_the_bundle_the_front_and_the_plot(env, experiment):

@@ -145,14 +145,28 @@ def test_every_returned_candidate_meets_the_budget_across_its_range(algorithm, s
             assert space.validate(genes).all()
             assert (scores.latency_ms <= budget).all() and (estimator.estimate(genes) <= budget).all()
         assert (np.diff(result.reward) <= 0).all()  # best first
-        # The front is exactly the non-dominated set of every feasible row scored.
-        all_genes, all_scores = recording.all()
-        feasible = all_scores.latency_ms <= budget
-        objectives = problem.objectives(all_scores.take(feasible))
-        expected = set(keys(space, all_genes[feasible][non_dominated(objectives)]).tolist())
-        assert set(keys(space, result.front_genes).tolist()) == expected
-        front = problem.objectives(result.front_scores)
-        assert non_dominated(front).all()
+        assert_front_is_exact(problem, recording, result)
+
+
+def assert_front_is_exact(problem, recording, result):
+    """The front is the non-dominated set of every feasible row scored, one row per distinct point."""
+    _, all_scores = recording.all()
+    objectives = problem.objectives(all_scores.take(problem.feasible(all_scores)))
+    expected = {tuple(point) for point in objectives[non_dominated(objectives)]}
+    front = problem.objectives(result.front_scores)
+    assert {tuple(point) for point in front} == expected and len(front) == len(expected)
+    assert non_dominated(front).all()
+
+
+def test_rows_of_equal_objectives_share_one_front_point(space, estimator):
+    # A flat WER and rows that differ only in genes the latency table ignores: many exact ties.
+    recording = Recording(CostScorer(estimator, lambda genes: np.full(len(genes), 0.5)))
+    problem = Problem(space, recording, estimator, latency_budget_ms=20)
+    result = minimize(problem, small_ga(), MaxGenerations(4), seed=0)
+    _, all_scores = recording.all()
+    assert len(np.unique(all_scores.latency_ms)) < len(all_scores.latency_ms)  # ties happened
+    assert_front_is_exact(problem, recording, result)
+    assert len(result.front_genes) == 1  # a flat WER: only the fastest row is on the front
 
 
 def test_nsga2_front_is_non_dominated_and_spans_the_trade_off(space, scorer, estimator):

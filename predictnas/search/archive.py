@@ -10,7 +10,8 @@ from .rows import concat_rows, take_rows
 
 
 class Archive:
-    """The ``top_k`` feasible rows by reward, and the Pareto front of every feasible row scored.
+    """The ``top_k`` feasible rows by reward, and the Pareto front of every feasible row scored, with one
+    row per distinct point of it (the first scored): rows of equal objectives add nothing to a front.
 
     Fed only feasible, distinct rows (the algorithms dedup before scoring), so both are distinct. The
     front is exact: the front of a union is the front of (old front + new rows), and rows the old front
@@ -53,6 +54,9 @@ class Archive:
             scores = Scores.concat([self.front_scores, scores])
             objectives = np.concatenate([self.front_objectives, objectives])
         on_front = np.flatnonzero(non_dominated(objectives))
-        order = on_front[np.lexsort((objectives[on_front, 0], objectives[on_front, 1]))]
+        order = on_front[np.lexsort((objectives[on_front, 0], objectives[on_front, 1]))]  # stable: old rows first
+        repeated = np.zeros(len(order), dtype=bool)
+        repeated[1:] = (objectives[order[1:]] == objectives[order[:-1]]).all(axis=1)
+        order = order[~repeated]  # one row per outcome: the first scored
         self.front_genes, self.front_scores = take_rows(genes, order), scores.take(order)
         self.front_objectives = objectives[order]

@@ -90,6 +90,18 @@ class ScannedSample:
         return scores
 
 
+def distinct_picks(scores: Scores, k: int) -> np.ndarray:
+    """Indices of the ``k`` best rows (``scores`` is best first), skipping rows whose predicted WER and
+    latency equal a better pick's: the predictor and the table cannot tell such rows apart (they differ
+    in genes neither uses, e.g. a conv module's placement), so a second one adds nothing to verify. Rows
+    skipped fill the picks only when fewer than ``k`` outcomes are distinct."""
+    outcome = np.stack([np.asarray(scores.wer, dtype=np.float64), np.asarray(scores.latency_ms, dtype=np.float64)], 1)
+    _, first = np.unique(outcome, axis=0, return_index=True)
+    distinct = np.sort(first)
+    twins = np.setdiff1d(np.arange(len(outcome)), distinct)
+    return np.concatenate([distinct, twins])[:k]
+
+
 def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Path, predictor_path: Path,
                allow_hardware_gap: bool = False, progress: bool = True, command: str = "",
                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> Bundle:
@@ -133,11 +145,12 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
         raise PredictnasError(f"no candidate met the budget of {settings.budget_ms:g} ms")
 
     space = predictor.space
-    top_genes = result.genes[:settings.top_k]
-    top_scores = cost_scorer.with_costs(top_genes, result.scores.take(np.arange(len(top_genes))))
+    picks = distinct_picks(result.scores, settings.top_k)
+    top_genes = result.genes[picks]
+    top_scores = cost_scorer.with_costs(top_genes, result.scores.take(picks))
     front_scores = cost_scorer.with_costs(result.front_genes, result.front_scores)
-    candidates = tuple(Candidate(i + 1, space.decode(row), {**top_scores.row(i), "reward": float(result.reward[i])})
-                       for i, row in enumerate(top_genes))
+    candidates = tuple(Candidate(rank + 1, space.decode(row), {**top_scores.row(rank), "reward": float(result.reward[i])})
+                       for rank, (i, row) in enumerate(zip(picks, top_genes)))
     supernet = predictor.supernet or {}
     bundle = Bundle(
         space=space.config, candidates=candidates,
