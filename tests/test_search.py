@@ -31,6 +31,11 @@ def linear_wer(space, seed=7):
     return wer
 
 
+def flat_wer_scorer(estimator):
+    """The same WER for every row: the reward is latency alone, and rows the table cannot tell apart tie."""
+    return CostScorer(estimator, lambda genes: np.full(len(genes), 0.5))
+
+
 @pytest.fixture(scope="module")
 def scorer(estimator):
     return CostScorer(estimator, linear_wer(estimator.space))
@@ -160,7 +165,7 @@ def assert_front_is_exact(problem, recording, result):
 
 def test_rows_of_equal_objectives_share_one_front_point(space, estimator):
     # A flat WER and rows that differ only in genes the latency table ignores: many exact ties.
-    recording = Recording(CostScorer(estimator, lambda genes: np.full(len(genes), 0.5)))
+    recording = Recording(flat_wer_scorer(estimator))
     problem = Problem(space, recording, estimator, latency_budget_ms=20)
     result = minimize(problem, small_ga(), MaxGenerations(4), seed=0)
     _, all_scores = recording.all()
@@ -242,7 +247,7 @@ def test_ask_tell_with_external_scoring_never_asks_a_row_twice_and_equals_minimi
 
 def test_restarts_start_over_but_keep_the_best_and_never_rescore_a_row(space, estimator):
     # A flat WER: the reward is latency alone, which a population quickly stops improving, so it restarts.
-    recording = Recording(CostScorer(estimator, lambda genes: np.full(len(genes), 0.5)))
+    recording = Recording(flat_wer_scorer(estimator))
     problem = Problem(space, recording, estimator, latency_budget_ms=20)
     result = minimize(problem, small_ga(restart_after=2), MaxGenerations(20), seed=3)
     assert result.stats.restarts >= 2

@@ -5,8 +5,9 @@
     python tools/bench_search.py --convergence [--seconds 60] [--long-factor 10] [--seeds 5]
 
 Throughput mode runs, in the same process: (1) the vectorized search (GA, ask/tell over gene matrices,
-XGBoost + LUT scoring) for ``--seconds``, ``--repeats`` times (seeds 0, 1, ...: median, min, max); (2) a per-candidate loop doing the same scoring one
-architecture at a time (decode, LUT walk, one-row XGBoost prediction), the way research NAS code does.
+XGBoost + LUT scoring) for ``--seconds``, ``--repeats`` times (seeds 0, 1, ...: median, min, max);
+(2) a per-candidate loop doing the same scoring one architecture at a time (decode, LUT walk, one-row
+XGBoost prediction), the way research NAS code does.
 Convergence mode compares the top-1 of a ``--seconds`` search with that of a ``--long-factor`` times
 longer one, over ``--seeds`` seeds (predicted WER difference in points). Without ``--predictor`` a
 predictor of 400 trees is fit on random labels (early stopping would keep almost none), and the output says so.
@@ -41,7 +42,8 @@ def load_predictor(path: str | None) -> AccuracyPredictor:
 
 
 def search(predictor, estimator, budget: float, seconds: float, seed: int):
-    scorer = CostScorer(estimator, lambda genes: predictor.predict(genes), costs=False)  # as `predictnas search` without budgets
+    # costs=False: as `predictnas search` scores without params or memory budgets
+    scorer = CostScorer(estimator, lambda genes: predictor.predict(genes), costs=False)
     problem = Problem(predictor.space, scorer, estimator, budget)
     return minimize(problem, GeneticAlgorithm(), MaxSeconds(seconds), seed=seed)
 

@@ -39,7 +39,7 @@ class GeneticAlgorithm(Algorithm):
 
     def setup(self, problem, seed=None) -> "GeneticAlgorithm":
         super().setup(problem, seed)
-        self._run_best, self._stalled = float("-inf"), 0  # of the population since the last (re)start
+        self._stalled = 0  # generations since the population's best last improved
         return self
 
     def _select_parents(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,13 +54,13 @@ class GeneticAlgorithm(Algorithm):
         return winner
 
     def _survive(self, genes: np.ndarray, scores: Scores, reward: np.ndarray) -> None:
+        best_before = self.population_reward.max(initial=float("-inf"))  # elitist: the best since the (re)start
         union_reward = self._union_of(reward, self.population_reward)
         keep = np.arange(len(union_reward))
         if len(union_reward) > self.population_size:
             keep = np.sort(np.argpartition(-union_reward, self.population_size - 1)[:self.population_size])
         self._keep(genes, scores, reward, keep)
-        best = float(self.population_reward.max())
-        self._run_best, self._stalled = (best, 0) if best > self._run_best else (self._run_best, self._stalled + 1)
+        self._stalled = 0 if self.population_reward.max() > best_before else self._stalled + 1
         if self.restart_after is not None and self._stalled >= self.restart_after:
             self._restart()
-            self._run_best, self._stalled = float("-inf"), 0
+            self._stalled = 0

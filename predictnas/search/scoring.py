@@ -37,7 +37,9 @@ class CostScorer:
         return self.with_costs(genes, scores) if self.costs else scores
 
     def with_costs(self, genes: np.ndarray, scores: Scores) -> Scores:
-        """``scores`` (of the rows ``genes``) with parameters and peak memory."""
+        """``scores`` (of the rows ``genes``) with parameters and peak memory (as given when it has them)."""
+        if scores.params is not None and scores.memory_bytes is not None:
+            return scores
         params = param_counts(self.space, genes)
         memory = params * BYTES_PER_FLOAT + peak_activation_bytes(self.space, genes, self.frames)
         return scores._replace(params=params, memory_bytes=memory)
