@@ -22,6 +22,10 @@ SHIPPED_PREDICTORS = Path(__file__).resolve().parents[1] / "data" / "predictor"
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=60.0, show_default=True, help="...or after S seconds.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--population", type=click.IntRange(min=2), default=None, help="Population size (default 20000, NSGA-II 10000).")
+@click.option("--rescore", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Measure the N best candidates with the supernet's weights (dev set) and pick the top-k by "
+                   "measured WER; the evaluations join the run's store.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes for --rescore.")
 @click.option("--predictor", "predictor_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="predictor.json (default: RUN_DIR/predictor.json, else the shipped one for the space).")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/default"), show_default=True)
@@ -34,7 +38,7 @@ SHIPPED_PREDICTORS = Path(__file__).resolve().parents[1] / "data" / "predictor"
 @click.option("--no-progress", is_flag=True)
 def search_command(budget: str, lam: float, max_params: str | None, max_memory: str | None, top_k: int, pareto: bool,
                    environment: str | None, generations: int | None, seconds: float, seed: int, population: int | None,
-                   predictor_path: Path | None, run_dir: Path, lut_path: Path | None, device_name: str,
+                   rescore: int, workers: int, predictor_path: Path | None, run_dir: Path, lut_path: Path | None, device_name: str,
                    allow_hardware_gap: bool, out_path: Path | None, no_progress: bool) -> None:
     """Genetic search for the most accurate models under a latency budget; writes top.json."""
     import sys
@@ -47,7 +51,8 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
     settings = SearchSettings(
         budget_ms=parse_latency_ms(budget), lam=lam, max_params=parse_count(max_params) if max_params else None,
         max_memory_bytes=parse_bytes(max_memory) if max_memory else None, top_k=top_k, pareto=pareto,
-        environment=environment, generations=generations, seconds=seconds, seed=seed, population=population)
+        environment=environment, generations=generations, seconds=seconds, seed=seed, population=population,
+        rescore=rescore)
     if predictor_path is None:
         from .space import DEFAULT_SPACE
 
@@ -58,16 +63,32 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
     predictor = AccuracyPredictor.load(predictor_path)
     table = LatencyTable.load(lut_path or find_table(device_name, predictor.space.config.name))
     out_path = out_path or run_dir / "top.json"
+    measure = None
+    if rescore:
+        from .latency.estimate import LatencyEstimator
+        from .predictor.runner import wer_meter
+
+        supernet = (predictor.supernet or {}).get("path") or run_dir / "supernet.pt"
+        measure = wer_meter(predictor.target_for(environment), supernet, workers, LatencyEstimator(table),
+                            not no_progress)
     bundle = run_search(settings, table, predictor, out_path, predictor_path, allow_hardware_gap, not no_progress,
-                        command=" ".join(["predictnas"] + sys.argv[1:]), log=lambda m: click.echo(m, err=True))
+                        command=" ".join(["predictnas"] + sys.argv[1:]), log=lambda m: click.echo(m, err=True),
+                        measure=measure)
     stats = bundle.search
     click.echo(f"{stats['candidates']:,} candidates scored in {stats['seconds']:.1f} s "
                f"({stats['candidates_per_second']:,.0f}/s, {stats['generations']} generations); budget "
                f"{settings.budget_ms:g} ms on {table.device_id} (fastest reachable {stats['fastest_ms']:.1f} ms)")
-    click.echo(f"  {'rank':<5}{'arch_id':<18}{'WER %':>7}{'latency ms':>12}{'params':>12}{'reward':>9}")
+    if "rescored" in stats:
+        wer = stats["rescored_supernet_wer"]
+        click.echo(f"measured {stats['rescored']} finalists with the supernet in {stats['rescore_seconds']:.1f} s: "
+                   f"dev WER {100 * wer['min']:.2f}-{100 * wer['max']:.2f} % (predicted "
+                   f"{100 * stats['rescored_predicted_wer']['min']:.2f}-{100 * stats['rescored_predicted_wer']['max']:.2f} %)")
+    click.echo(f"  {'rank':<5}{'arch_id':<18}{'WER %':>7}{'supernet WER %':>16}{'latency ms':>12}{'params':>12}"
+               f"{'reward':>9}")
     for c in bundle.candidates:
         p = c.predicted
-        click.echo(f"  {c.rank:<5}{c.arch.arch_id:<18}{100 * p['wer']:>7.2f}{p['latency_ms']:>12.2f}"
+        measured = f"{100 * p['supernet_wer']:.2f}" if "supernet_wer" in p else "-"
+        click.echo(f"  {c.rank:<5}{c.arch.arch_id:<18}{100 * p['wer']:>7.2f}{measured:>16}{p['latency_ms']:>12.2f}"
                    f"{int(p['params']):>12,}{p['reward']:>9.4f}")
     click.echo(f"wrote {out_path}, {out_path.parent / 'pareto.json'}, {out_path.parent / 'pareto.png'}")
 
@@ -126,6 +147,8 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, d
 @click.option("--n", "subnets", type=click.IntRange(min=10), default=300, show_default=True, help="Subnets to evaluate.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--search-seconds", type=click.FloatRange(min=0.1), default=60.0, show_default=True)
+@click.option("--rescore", type=click.IntRange(min=0), default=32, show_default=True,
+              help="Finalists of the search measured with the supernet before the top-k is chosen.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--finetune-steps", type=click.IntRange(min=0), default=400, show_default=True)
 @click.option("--no-verify", is_flag=True, help="Stop after the search.")
@@ -134,14 +157,15 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, d
               help="Latency table (default: the shipped cpu table of the preset's space).")
 @click.option("--protocol", "protocols", default="standard", show_default=True, help="Verify's timing protocol.")
 @click.option("--no-progress", is_flag=True)
-def run_command(budget: str, preset: str, run_dir: Path, subnets: int, workers: int, search_seconds: float, top_k: int,
+def run_command(budget: str, preset: str, run_dir: Path, subnets: int, workers: int, search_seconds: float, rescore: int,
+                top_k: int,
                 finetune_steps: int, no_verify: bool, no_baselines: bool, lut_path: Path | None, protocols: str,
                 no_progress: bool) -> None:
     """Every stage: corpus, supernet, sample, fit, search, verify; what is done already is skipped."""
     from .pipeline import PipelineSettings, run_pipeline
 
     settings = PipelineSettings(budget=budget, preset=preset, subnets=subnets, workers=workers,
-                                search_seconds=search_seconds, top_k=top_k, verify=not no_verify,
+                                search_seconds=search_seconds, rescore=rescore, top_k=top_k, verify=not no_verify,
                                 finetune_steps=finetune_steps, baselines=not no_baselines, lut=lut_path,
                                 protocol=protocols)
     bundle = run_pipeline(run_dir, settings, log=lambda m: click.echo(m, err=True), progress=not no_progress)

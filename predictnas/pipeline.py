@@ -22,6 +22,7 @@ class PipelineSettings:
     repeat: int = 30
     workers: int = 1
     search_seconds: float = 60.0
+    rescore: int = 32  # finalists measured with the supernet before the top-k is chosen (search --rescore)
     top_k: int = 3
     verify: bool = True
     finetune_steps: int = 400
@@ -37,7 +38,7 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
     from .latency.table import LatencyTable, find_table
     from .predictor import AccuracyPredictor, FeatureSpec, SQLiteStore
     from .predictor.fitting import fit_predictor
-    from .predictor.runner import STORE, sample_subnets
+    from .predictor.runner import STORE, sample_subnets, wer_meter
     from .search.job import SearchSettings, parse_latency_ms, run_search
     from .space import SearchSpace
     from .verify import VerifySettings, run_verify, shipped_baselines
@@ -62,9 +63,12 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
         log(f"[4/5] search: {top} exists, kept (delete it to search again)")
     else:
         log(f"[4/5] searching under {budget_ms:g} ms for {settings.search_seconds:g} s")
-        run_search(SearchSettings(budget_ms=budget_ms, top_k=settings.top_k, seconds=settings.search_seconds),
+        measure = wer_meter(predictor.target_for(None), run_dir / "supernet.pt", settings.workers,
+                            LatencyEstimator(table), progress)
+        run_search(SearchSettings(budget_ms=budget_ms, top_k=settings.top_k, seconds=settings.search_seconds,
+                                  rescore=settings.rescore),
                    table, predictor, top, run_dir / "predictor.json", progress=progress, command="predictnas run",
-                   log=log)
+                   log=log, measure=measure)
     if settings.verify:
         log("[5/5] verifying the picks" + (" and the hand-crafted baselines" if settings.baselines else ""))
         baselines = shipped_baselines() if settings.baselines else ()

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
+import torchaudio
 
 from predictnas.data import corpus as corpus_module
 from predictnas.data.corpus import (SPLITS, CorpusRecipe, build_corpus, clean_audio, environment_rng, get_recipe,
@@ -17,13 +19,14 @@ from predictnas.data.corpus import (SPLITS, CorpusRecipe, build_corpus, clean_au
 from predictnas.data.environments import get_environment
 from predictnas.data.grammar import INTENTS, draw_commands, number_words, spoken_form
 from predictnas.data.manifest import load_dataset
-from predictnas.data.synth import synthesize_native
+from predictnas.data.synth import installed_data_path, synthesize, synthesize_native
 from predictnas.data.text import SYMBOLS
+from predictnas.data.voice_design import design_voices, is_designed, voice_data_dir
 from predictnas.errors import PredictnasError
 
 TINY = get_recipe("tiny")
 # Small enough to build several times per session.
-MICRO = CorpusRecipe("micro", utterances=(6, 3, 3), voices=(3, 2, 2), seed=7)
+MICRO = CorpusRecipe("micro", utterances=(6, 3, 3), voices=(3, 2, 2), designed_voices=2, seed=7)
 VOCABULARY = set(SYMBOLS[1:])
 FIELDS = {"audio_filepath", "text", "duration", "intent", "speaker", "environment", "snr_db", "sample_rate"}
 
@@ -99,7 +102,9 @@ def test_layout_and_manifests(tiny, rows):
 def test_splits_are_speaker_disjoint_with_many_voices_and_intents(tiny, rows):
     voices = {split: {r["speaker"] for r in rows[split]} for split in SPLITS}
     assert voices == {split: set(tiny.voices[split]) for split in SPLITS}
-    assert [len(voices[s]) for s in SPLITS] == list(TINY.voices)
+    designed = {v for v in voices["train"] if is_designed(v.split("+")[1])}
+    assert len(designed) == TINY.designed_voices > 0
+    assert [len(voices[s]) for s in SPLITS] == [TINY.voices[0] + TINY.designed_voices, *TINY.voices[1:]]
     assert sum(map(len, voices.values())) >= 30
     variants = {split: {v.split("+")[1] for v in voices[split]} for split in SPLITS}
     for a, b in (("train", "dev"), ("train", "test"), ("dev", "test")):
@@ -144,6 +149,25 @@ def test_environments_differ_audibly(tiny, rows):
     assert min(snr["quiet_home"]) >= 25 and max(snr["industrial_warehouse"]) <= 10
 
 
+def test_designed_voices_speak_with_their_own_pitch_and_are_recorded(tiny, tmp_path):
+    designs = design_voices(2, np.random.default_rng(3))
+    assert designs == design_voices(2, np.random.default_rng(3)) and len(set(designs.values())) == 2
+    low, high = (re.sub(r"(?m)^pitch .*$", f"pitch {hz} {hz}", text) for hz, text in zip((80, 200), designs.values()))
+    data = voice_data_dir(installed_data_path(), {"low": low, "high": high}, tmp_path / "espeak")
+
+    def median_pitch(variant):
+        audio = synthesize("turn on the lights in the kitchen", f"en-us+{variant}", data_dir=str(data))
+        f0 = torchaudio.functional.detect_pitch_frequency(torch.from_numpy(audio), 16000, freq_low=60)
+        return float(f0.median())
+
+    assert median_pitch("low") < 120 < 160 < median_pitch("high")  # the variant file decides the voice
+    with pytest.raises(PredictnasError, match="no voice variant 'low'"):  # not in the installed data
+        synthesize("hello", "en-us+low")
+    recorded = json.loads((tiny.path / "corpus.json").read_text())["designed_variants"]
+    assert {v.split("+")[1] for v in tiny.voices["train"] if is_designed(v.split("+")[1])} == set(recorded)
+    assert all(text.startswith("language variant") for text in recorded.values())
+
+
 # ---- determinism, caching and interrupted builds -----------------------------------------------------
 
 
@@ -162,9 +186,7 @@ def test_same_recipe_same_bytes_whatever_the_workers(tmp_path):
 
 def test_a_complete_corpus_is_reused(tiny):
     stamp = (tiny.path / "corpus.json").stat().st_mtime_ns
-    start = time.perf_counter()
     again = build_corpus(tiny.path.parent, TINY, progress=False)
-    assert time.perf_counter() - start < 2.0
     assert again == tiny and (tiny.path / "corpus.json").stat().st_mtime_ns == stamp
     assert not list(tiny.path.parent.glob(".*partial*"))
 

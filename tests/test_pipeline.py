@@ -18,6 +18,7 @@ from predictnas.space import SearchSpace
 from predictnas.search import Scores
 from predictnas.search.job import distinct_picks, parse_bytes, parse_count, parse_latency_ms
 from predictnas.errors import PredictnasError
+from predictnas.predictor import SQLiteStore
 
 from commandline import REPO, one_error_line, run, start
 
@@ -86,6 +87,31 @@ def test_search_writes_the_bundle_the_front_and_the_plot(env, experiment):
     wers = [p["wer"] for p in front]
     assert latencies == sorted(latencies) and all(a >= b for a, b in zip(wers, wers[1:]))
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rescoring_measures_the_finalists_with_the_supernet_and_picks_by_the_measurement(env, experiment, tmp_path):
+    budget = budget_ms(experiment)
+    common = ("--budget", f"{budget}ms", "--generations", 3, "--population", 100, "--top-k", 2)
+    plain, rescored = tmp_path / "plain" / "top.json", tmp_path / "rescored" / "top.json"
+    assert search(env, experiment, *common, "--out", plain).returncode == 0
+    result = search(env, experiment, *common, "--rescore", 6, "--out", rescored)
+    assert result.returncode == 0, result.stderr
+    assert "measured 6 finalists with the supernet" in result.stdout
+    bundle = Bundle.load(rescored)
+    assert bundle.search["rescored"] == 6
+    with SQLiteStore(experiment["run_dir"] / "evals.sqlite") as store:  # the measurements joined the store
+        measured = {r.arch_id: r.wer["all"] for r in store.records("dev")}
+    lam = bundle.objective["lambda"]
+
+    def reward(arch_id, latency_ms):
+        return -measured[arch_id] - lam * np.log(latency_ms)
+
+    picks = [(c.arch.arch_id, c.predicted["latency_ms"]) for c in bundle.candidates]
+    assert [c.predicted["supernet_wer"] for c in bundle.candidates] == [measured[a] for a, _ in picks]
+    assert reward(*picks[0]) >= reward(*picks[1])
+    # the predictor's favourite was among the finalists; the pick is at least as good by the measurement
+    favourite = Bundle.load(plain).candidates[0]
+    assert reward(*picks[0]) >= reward(favourite.arch.arch_id, favourite.predicted["latency_ms"])
 
 
 def test_search_refuses_impossible_budgets_and_other_spaces(env, experiment, tmp_path):

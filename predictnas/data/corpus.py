@@ -14,7 +14,8 @@ Contract:
 * every utterance is rendered in every environment of the recipe, so a split's manifest holds each
   utterance once per environment (utterance-major, environments in recipe order);
 * splits are by voice *variant*: dev and test voices never occur in train, dev and test are disjoint, and
-  no variant (the timbre; the dialect is the accent) is shared between splits;
+  no variant (the timbre; the dialect is the accent) is shared between splits; designed variants
+  (:mod:`.voice_design`) speak in the training split only, and ``corpus.json`` records their files;
 * the same recipe gives byte-identical manifests, whatever the number of workers: all randomness is drawn
   up front from ``recipe.seed`` (:func:`plan_corpus`), each utterance carries its own seed, and synthesis
   itself is deterministic (see :mod:`.synth`);
@@ -43,7 +44,8 @@ from ..errors import PredictnasError
 from ..io import read_json, write_json
 from .environments import get_environment
 from .grammar import INTENTS, draw_commands, spoken_form
-from .synth import DIALECTS, VARIANTS, check_voices, espeak_version, synthesize, voice_name
+from .synth import DIALECTS, VARIANTS, check_voices, espeak_version, installed_data_path, synthesize, voice_name
+from .voice_design import design_voices, voice_data_dirs
 
 SPLITS = ("train", "dev", "test")
 CORPUS_INFO = "corpus.json"
@@ -55,7 +57,8 @@ class CorpusRecipe:
     """Everything that determines a corpus. Per-split tuples are ordered as :data:`SPLITS`.
 
     ``utterances`` counts utterances before environments (each is rendered once per environment);
-    ``voices`` counts distinct voices; ``rate_wpm`` and ``pitch`` bound the per-utterance jitter of
+    ``voices`` counts distinct voices of the shipped variants; ``designed_voices`` adds that many voices
+    with designed variants (random timbres, :mod:`.voice_design`) to the training split only; ``rate_wpm`` and ``pitch`` bound the per-utterance jitter of
     espeak-ng's speaking rate and base pitch. ``version`` changes whenever the generator's output does.
     """
 
@@ -67,6 +70,7 @@ class CorpusRecipe:
     environments: tuple[str, ...] = ("quiet_home", "industrial_warehouse")
     rate_wpm: tuple[int, int] = (140, 210)
     pitch: tuple[int, int] = (30, 70)
+    designed_voices: int = 0
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -78,13 +82,19 @@ class CorpusRecipe:
         if min(self.voices) < 1 or any(u < v for u, v in zip(self.utterances, self.voices)):
             raise PredictnasError(f"recipe {self.preset!r}: every split needs at least one voice and at least "
                                   "one utterance per voice")
+        if self.designed_voices < 0 or self.utterances[0] < self.voices[0] + self.designed_voices:
+            raise PredictnasError(f"recipe {self.preset!r}: need 0 or more designed voices and at least one "
+                                  "training utterance per voice")
         if not self.environments or len(set(self.environments)) != len(self.environments):
             raise PredictnasError(f"recipe {self.preset!r}: give distinct environments")
         for name in self.environments:
             get_environment(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["designed_voices"]:
+            del d["designed_voices"]  # so recipes from before the option keep their hash (and their corpus)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CorpusRecipe":
@@ -102,10 +112,13 @@ class CorpusRecipe:
 
 
 PRESETS: dict[str, CorpusRecipe] = {
-    # For tests: 36 voices, 360 utterances, builds in seconds.
-    "tiny": CorpusRecipe("tiny", utterances=(240, 60, 60), voices=(24, 6, 6)),
-    # The default: a few hours of audio across the environments, builds in minutes on 2 cores.
-    "small": CorpusRecipe("small", utterances=(2400, 300, 300), voices=(160, 24, 24)),
+    # For tests: 44 voices (8 of them designed), 360 utterances, builds in seconds.
+    "tiny": CorpusRecipe("tiny", utterances=(240, 60, 60), voices=(24, 6, 6), designed_voices=8),
+    # The default: a few hours of audio across the environments, builds in minutes on 2 cores. 800 training
+    # voices, 640 of them designed: with the 160 shipped ones alone, the largest subnet learned its training
+    # voices by heart (train WER 0.5 %, dev 26 %, GPU probe) and twice the utterances of the same voices
+    # did not help.
+    "small": CorpusRecipe("small", utterances=(4800, 300, 300), voices=(160, 24, 24), designed_voices=640),
 }
 DEFAULT_PRESET = "small"
 
@@ -157,6 +170,15 @@ def _split_variants(recipe: CorpusRecipe, rng: np.random.Generator) -> list[list
     return [variants[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def designed_voices(recipe: CorpusRecipe) -> tuple[list[str], dict[str, str]]:
+    """The recipe's designed training voices (``dialect+variant`` names) and their variant files by name.
+
+    Drawn from their own stream of ``recipe.seed``, so the other draws do not depend on them."""
+    rng = np.random.default_rng([recipe.seed, 1])
+    designs = design_voices(recipe.designed_voices, rng)
+    return [voice_name(DIALECTS[rng.integers(len(DIALECTS))], name) for name in designs], designs
+
+
 def plan_corpus(recipe: CorpusRecipe) -> list[PlannedUtterance]:
     """Every utterance of the corpus, split by split, drawn from ``recipe.seed`` alone."""
     rng = np.random.default_rng(recipe.seed)
@@ -165,8 +187,10 @@ def plan_corpus(recipe: CorpusRecipe) -> list[PlannedUtterance]:
                                              recipe.voices):
         candidates = [voice_name(d, v) for v in group for d in DIALECTS]
         voices = [candidates[i] for i in rng.choice(len(candidates), size=n_voices, replace=False)]
+        if split == "train":
+            voices += designed_voices(recipe)[0]
         # Every voice speaks about equally often, in a shuffled order.
-        assigned = rng.permutation(np.arange(n_utts) % n_voices)
+        assigned = rng.permutation(np.arange(n_utts) % len(voices))
         commands = draw_commands(rng, n_utts)
         rates = rng.integers(recipe.rate_wpm[0], recipe.rate_wpm[1] + 1, size=n_utts)
         pitches = rng.integers(recipe.pitch[0], recipe.pitch[1] + 1, size=n_utts)
@@ -179,10 +203,12 @@ def plan_corpus(recipe: CorpusRecipe) -> list[PlannedUtterance]:
     return plan
 
 
-def clean_audio(utt: PlannedUtterance, sample_rate: int) -> np.ndarray:
-    """The utterance's dry speech with its leading and trailing silence, float32 at ``sample_rate``."""
+def clean_audio(utt: PlannedUtterance, sample_rate: int, voice_data: str | None = None) -> np.ndarray:
+    """The utterance's dry speech with its leading and trailing silence, float32 at ``sample_rate``.
+
+    ``voice_data``: an espeak-ng data folder holding the corpus's designed variants, if it has any."""
     speech = synthesize(spoken_form(utt.text), utt.voice, rate_wpm=utt.rate_wpm, pitch=utt.pitch,
-                        seed=utt.seed & 0xFFFFFFFF, sample_rate=sample_rate)
+                        seed=utt.seed & 0xFFFFFFFF, sample_rate=sample_rate, data_dir=voice_data)
     if not np.any(speech):
         raise PredictnasError(f"espeak-ng produced silence for {utt.text!r} with voice {utt.voice!r}")
     lead, tail = (np.zeros(round(s * sample_rate), np.float32) for s in (utt.lead_s, utt.tail_s))
@@ -201,11 +227,11 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # the pool already uses every core
 
 
-def _render_utterance(task: tuple[PlannedUtterance, int, tuple[str, ...], str]) -> list[dict[str, Any]]:
+def _render_utterance(task: tuple[PlannedUtterance, int, tuple[str, ...], str, str | None]) -> list[dict[str, Any]]:
     import soundfile
 
-    utt, sample_rate, environments, out_dir = task
-    clean = clean_audio(utt, sample_rate)
+    utt, sample_rate, environments, out_dir, voice_data = task
+    clean = clean_audio(utt, sample_rate, voice_data)
     rows = []
     for name in environments:
         noisy, snr_db = get_environment(name).render(clean, sample_rate, environment_rng(utt, name))
@@ -219,10 +245,12 @@ def _render_utterance(task: tuple[PlannedUtterance, int, tuple[str, ...], str]) 
     return rows
 
 
-def _render_all(plan: list[PlannedUtterance], recipe: CorpusRecipe, out_dir: Path, workers: int, progress: bool):
+def _render_all(plan: list[PlannedUtterance], recipe: CorpusRecipe, out_dir: Path, voice_data: dict[str, str],
+                workers: int, progress: bool):
+    """``voice_data``: the espeak-ng data folder of each designed voice (others use the installed data)."""
     from tqdm import tqdm
 
-    tasks = [(utt, recipe.sample_rate, recipe.environments, str(out_dir)) for utt in plan]
+    tasks = [(utt, recipe.sample_rate, recipe.environments, str(out_dir), voice_data.get(utt.voice)) for utt in plan]
     bar = tqdm(total=len(tasks), desc=f"corpus {recipe.preset}", unit="utt", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
     with bar:
@@ -241,9 +269,13 @@ def _render_all(plan: list[PlannedUtterance], recipe: CorpusRecipe, out_dir: Pat
 def _write_corpus(out_dir: Path, recipe: CorpusRecipe, workers: int, progress: bool) -> None:
     check_voices()
     plan = plan_corpus(recipe)
+    designs = designed_voices(recipe)[1]
     rows: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
-    for utt, utt_rows in zip(plan, _render_all(plan, recipe, out_dir, workers, progress)):
-        rows[utt.split].extend(utt_rows)
+    with tempfile.TemporaryDirectory(prefix="espeak-voices-") as scratch:
+        voice_data = {voice_name(d, name): str(path) for name, path in
+                      voice_data_dirs(installed_data_path(), designs, scratch).items() for d in DIALECTS}
+        for utt, utt_rows in zip(plan, _render_all(plan, recipe, out_dir, voice_data, workers, progress)):
+            rows[utt.split].extend(utt_rows)
     manifest_hashes = {}
     for split in SPLITS:
         data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows[split]).encode()
@@ -253,7 +285,8 @@ def _write_corpus(out_dir: Path, recipe: CorpusRecipe, workers: int, progress: b
     write_json(out_dir / CORPUS_INFO, {
         "format": FORMAT, "recipe": recipe.to_dict(), "recipe_hash": recipe.recipe_hash,
         "manifests": {split: {"path": f"{split}.jsonl", "sha256": manifest_hashes[split]} for split in SPLITS},
-        "intents": list(INTENTS), "voices": voices, "stats": _statistics(rows, recipe, voices),
+        "intents": list(INTENTS), "voices": voices, "designed_variants": designs,
+        "stats": _statistics(rows, recipe, voices),
         "environments": {name: get_environment(name).description for name in recipe.environments},
         "synthesizer": {"engine": "espeak-ng", "version": espeak_version()},
     })

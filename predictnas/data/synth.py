@@ -91,13 +91,24 @@ def _dialect_file(dialect: str) -> str:
     return "-".join(parts)
 
 
-def synthesize_native(text: str, voice: str, rate_wpm: int = 175, pitch: int = 50, seed: int = 0) -> np.ndarray:
+def installed_data_path() -> str:
+    """The espeak-ng data folder of the ``espeakng-loader`` package."""
+    return _paths()[1]
+
+
+def synthesize_native(text: str, voice: str, rate_wpm: int = 175, pitch: int = 50, seed: int = 0,
+                      data_dir: str | None = None) -> np.ndarray:
     """Render ``text`` with ``voice`` at ``NATIVE_RATE``: int16 samples, untrimmed.
 
     ``rate_wpm`` is espeak-ng's speaking rate (80-450 words per minute), ``pitch`` its base pitch (0-99,
-    50 is the voice's own), ``seed`` seeds the breath noise.
+    50 is the voice's own), ``seed`` seeds the breath noise. ``data_dir`` replaces the installed data
+    folder (one holding designed variants, see :mod:`.voice_design`).
     """
     library, data = _paths()
+    data = data_dir or data
+    # espeak-ng falls back to the plain dialect, silently, when a variant file is missing
+    if "+" in voice and not os.path.exists(os.path.join(data, "voices", "!v", voice.split("+", 1)[1])):
+        raise PredictnasError(f"espeak-ng data at {data} has no voice variant {voice.split('+', 1)[1]!r}")
     with _lock:
         lib = ctypes.CDLL(library)
         try:
@@ -150,12 +161,12 @@ def trim_silence(audio: np.ndarray, sample_rate: int, threshold_db: float = -40.
 
 
 def synthesize(text: str, voice: str, *, rate_wpm: int = 175, pitch: int = 50, seed: int = 0,
-               sample_rate: int = 16000) -> np.ndarray:
+               sample_rate: int = 16000, data_dir: str | None = None) -> np.ndarray:
     """Render ``text`` as float32 samples in [-1, 1] at ``sample_rate``, silence trimmed at both ends."""
     import torch
 
-    audio = trim_silence(synthesize_native(text, voice, rate_wpm, pitch, seed).astype(np.float32) / 32768.0,
-                         NATIVE_RATE)
+    native = synthesize_native(text, voice, rate_wpm, pitch, seed, data_dir)
+    audio = trim_silence(native.astype(np.float32) / 32768.0, NATIVE_RATE)
     if sample_rate != NATIVE_RATE and len(audio):
         with torch.no_grad():
             audio = _resampler(sample_rate)(torch.from_numpy(audio)).numpy()

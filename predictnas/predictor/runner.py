@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
+from typing import Callable
 
 from ..complexity import flops, param_counts
 from ..data.dataset import epoch_batches
 from ..data.text import CharTokenizer
 from ..evaluate import bind, evaluate
+from ..errors import PredictnasError
 from ..executor import LocalExecutor
 from ..experiment import load_split, load_trained_supernet
 from ..space import SearchSpace
@@ -71,19 +73,11 @@ def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0,
                    estimator=None, repeat: int = 0, with_proxies: bool = True, progress: bool = True,
                    store_path: Path | None = None) -> SampleSummary:
     """Evaluate the first ``n`` subnets of the covering sample that the store does not hold yet."""
-    run_dir = Path(run_dir)
-    supernet_path = Path(supernet_path or run_dir / "supernet.pt")
-    supernet = load_trained_supernet(run_dir, supernet_path)
-    space = SearchSpace(supernet.space)
+    space, store, supernet_path = _open_store(run_dir, supernet_path, store_path, {"sample_seed": str(seed)})
     anchors = np.stack([space.encode(largest_arch(space)), space.encode(smallest_arch(space))])
     genes = coverage_sample(space, n, seed, cost=estimator.estimate if estimator is not None else None,
                             anchors=anchors)
     latencies = estimator.estimate(genes) if estimator is not None else [None] * len(genes)
-    fingerprint = supernet_fingerprint(supernet_path)  # hashes the whole weights file: once
-    store = SQLiteStore(store_path or run_dir / STORE, {"supernet": fingerprint,
-                                                         "space": json.dumps(space.config.to_dict(), sort_keys=True),
-                                                         "sample_seed": str(seed)},
-                        info=supernet_info(supernet, supernet_path, fingerprint))
     jobs = []
     for protocol, count in (("dev", n), (NOISE_PROTOCOL, min(repeat, n))):
         stored = store.stored_ids(protocol)
@@ -92,19 +86,85 @@ def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0,
             if arch.arch_id not in stored:
                 jobs.append((protocol, arch.to_dict(), None if latency is None else float(latency), with_proxies))
     skipped = n + min(repeat, n) - len(jobs)
-    executor = LocalExecutor(workers, setup=_setup_worker, setup_args=(str(run_dir), str(supernet_path)))
     start = time.perf_counter()
+    try:
+        evaluated = _run_jobs(jobs, store, run_dir, supernet_path, workers, progress)
+    finally:
+        store.close()
+    return SampleSummary(n, evaluated, skipped, min(repeat, n), time.perf_counter() - start, store.path)
+
+
+def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supernet_path: Path | None = None,
+                  estimator=None, progress: bool = True, store_path: Path | None = None) -> list[EvalRecord]:
+    """Dev-set evaluations of the rows ``genes`` with the supernet's weights, in their order.
+
+    The evaluations go into the run's store like ``sample``'s (with proxies), so the next ``fit`` learns
+    from them too; rows the store holds already are read back, not evaluated again.
+    """
+    space, store, supernet_path = _open_store(run_dir, supernet_path, store_path, {})
+    archs = [space.decode(row) for row in np.asarray(genes)]
+    latencies = estimator.estimate(genes) if estimator is not None else [None] * len(archs)
+    try:
+        stored = store.stored_ids("dev")
+        todo = {a.arch_id: ("dev", a.to_dict(), None if t is None else float(t), True)
+                for a, t in zip(archs, latencies) if a.arch_id not in stored}
+        _run_jobs(list(todo.values()), store, run_dir, supernet_path, workers, progress)
+        by_id = {r.arch_id: r for r in store.records("dev")}
+    finally:
+        store.close()
+    return [by_id[a.arch_id] for a in archs]
+
+
+def wer_meter(target: str, supernet_path: str | Path, workers: int = 1, estimator=None,
+              progress: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+    """``genes -> WER`` on ``target`` (``"wer/<environment>"`` or ``"wer/all"``, as a predictor names it),
+    measured on the dev set with the weights of ``supernet_path`` (its folder is the run directory, whose
+    store receives the evaluations)."""
+    kind, _, environment = target.partition("/")
+    if kind != "wer" or not environment:
+        raise PredictnasError(f"cannot measure target {target!r}: expected wer/<environment>")
+    supernet_path = Path(supernet_path)
+    if not supernet_path.exists():
+        raise PredictnasError(f"{supernet_path}: no supernet to measure the finalists with")
+
+    def measure(genes: np.ndarray) -> np.ndarray:
+        records = evaluate_rows(supernet_path.parent, genes, workers, supernet_path, estimator, progress)
+        return np.array([r.wer[environment] for r in records], dtype=np.float64)
+
+    return measure
+
+
+def _open_store(run_dir, supernet_path, store_path, fingerprint: dict) -> tuple[SearchSpace, SQLiteStore, Path]:
+    """The run's store, checked against (or stamped with) this supernet, the space and ``fingerprint``."""
+    run_dir = Path(run_dir)
+    supernet_path = Path(supernet_path or run_dir / "supernet.pt")
+    supernet = load_trained_supernet(run_dir, supernet_path)
+    space = SearchSpace(supernet.space)
+    weights = supernet_fingerprint(supernet_path)  # hashes the whole weights file: once
+    store = SQLiteStore(store_path or run_dir / STORE, {"supernet": weights,
+                                                         "space": json.dumps(space.config.to_dict(), sort_keys=True),
+                                                         **fingerprint},
+                        info=supernet_info(supernet, supernet_path, weights))
+    return space, store, supernet_path
+
+
+def _run_jobs(jobs: list[tuple], store: SQLiteStore, run_dir: Path, supernet_path: Path, workers: int,
+              progress: bool) -> int:
+    """Evaluate ``jobs`` on local worker processes, adding each record to ``store`` as it arrives (one
+    transaction each); returns how many rows were added."""
+    if not jobs:
+        return 0
+    executor = LocalExecutor(workers, setup=_setup_worker, setup_args=(str(run_dir), str(supernet_path)))
     bar = tqdm(total=len(jobs), disable=not progress, unit="subnet", desc="evaluate", dynamic_ncols=True)
-    evaluated = 0
+    added = 0
     try:
         for _, record in executor.map_unordered(_evaluate_job, jobs):
-            evaluated += store.add(record)
+            added += store.add(record)
             bar.update(1)
             bar.set_postfix(wer=f"{100 * record.wer['all']:.1f}%", s=f"{record.eval_seconds:.1f}")
     finally:
         bar.close()
-        store.close()
-    return SampleSummary(n, evaluated, skipped, min(repeat, n), time.perf_counter() - start, store.path)
+    return added
 
 
 # ---- worker side: one supernet and the evaluation data per process ---------------------------------

@@ -68,6 +68,7 @@ class SearchSettings:
     seconds: float = 60.0
     seed: int = 0
     population: int | None = None
+    rescore: int = 0  # finalists measured with the supernet's weights before the top-k is chosen
 
 
 class ScannedSample:
@@ -104,8 +105,18 @@ def distinct_picks(scores: Scores, k: int) -> np.ndarray:
 
 def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Path, predictor_path: Path,
                allow_hardware_gap: bool = False, progress: bool = True, command: str = "",
-               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> Bundle:
-    """Search, then write ``out`` (top.json) with pareto.json and pareto.png beside it."""
+               log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+               measure: Callable[[np.ndarray], np.ndarray] | None = None) -> Bundle:
+    """Search, then write ``out`` (top.json) with pareto.json and pareto.png beside it.
+
+    With ``settings.rescore`` = N and ``measure`` (gene rows -> their WER on the predictor's target, as
+    fractions, measured with the supernet's weights), the N best distinct candidates are measured and the
+    top-k is the best of them by the reward on the measured WER: a search that scores millions of rows
+    with a predictor finds where the predictor errs low (the winner's curse), and measuring the finalists
+    is cheap next to the search.
+    """
+    if settings.rescore and measure is None:
+        raise PredictnasError("rescoring finalists needs the supernet that the predictor was fit on")
     if predictor.space.config != table.space:
         raise PredictnasError(f"the predictor was fit on space {predictor.space.config.name!r} and the latency "
                               f"table is for {table.space.name!r} (or their sizes differ); use matching ones")
@@ -122,9 +133,10 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
     problem = Problem(predictor.space, scorer, estimator, settings.budget_ms, lam=settings.lam,
                       max_params=settings.max_params, max_memory_bytes=settings.max_memory_bytes)
     if settings.pareto:
-        algorithm = NSGA2(population_size=settings.population or 10_000, top_k=max(settings.top_k, 100))
+        algorithm = NSGA2(population_size=settings.population or 10_000, top_k=max(settings.top_k, settings.rescore, 100))
     else:
-        algorithm = GeneticAlgorithm(population_size=settings.population or 20_000, top_k=max(settings.top_k, 100))
+        algorithm = GeneticAlgorithm(population_size=settings.population or 20_000,
+                                     top_k=max(settings.top_k, settings.rescore, 100))
     termination = (MaxGenerations(settings.generations) if settings.generations else MaxSeconds(settings.seconds))
 
     from tqdm import tqdm
@@ -145,12 +157,24 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
         raise PredictnasError(f"no candidate met the budget of {settings.budget_ms:g} ms")
 
     space = predictor.space
-    picks = distinct_picks(result.scores, settings.top_k)
+    picks, measured, rescoring = distinct_picks(result.scores, settings.top_k), None, {}
+    if settings.rescore:
+        started_rescore = time.perf_counter()
+        finalists = distinct_picks(result.scores, max(settings.rescore, settings.top_k))
+        log(f"measuring the {len(finalists)} best candidates with the supernet's weights")
+        finalist_wer = np.asarray(measure(result.genes[finalists]), dtype=np.float64)
+        order = np.argsort(-problem.reward(result.scores.take(finalists)._replace(wer=finalist_wer)), kind="stable")
+        picks, measured = finalists[order][:settings.top_k], finalist_wer[order][:settings.top_k]
+        rescoring = {"rescored": len(finalists), "rescore_seconds": round(time.perf_counter() - started_rescore, 3),
+                     "rescored_predicted_wer": _summary(result.scores.wer[finalists]),
+                     "rescored_supernet_wer": _summary(finalist_wer)}
     top_genes = result.genes[picks]
     top_scores = cost_scorer.with_costs(top_genes, result.scores.take(picks))
     front_scores = cost_scorer.with_costs(result.front_genes, result.front_scores)
-    candidates = tuple(Candidate(rank + 1, space.decode(row), {**top_scores.row(rank), "reward": float(result.reward[i])})
-                       for rank, (i, row) in enumerate(zip(picks, top_genes)))
+    candidates = tuple(Candidate(rank + 1, space.decode(row), {
+        **top_scores.row(rank), "reward": float(result.reward[i]),
+        **({} if measured is None else {"supernet_wer": float(measured[rank])})})
+        for rank, (i, row) in enumerate(zip(picks, top_genes)))
     supernet = predictor.supernet or {}
     bundle = Bundle(
         space=space.config, candidates=candidates,
@@ -165,7 +189,7 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
                    "max_memory_bytes": settings.max_memory_bytes, "environment": settings.environment},
         search={**result.stats.to_dict(), "wall_seconds": round(wall, 3), "algorithm": result.algorithm,
                 "seed": settings.seed, "settings": asdict(settings), "command": command,
-                "fastest_ms": problem.fastest_ms, "candidates": result.stats.candidates_scored})
+                "fastest_ms": problem.fastest_ms, "candidates": result.stats.candidates_scored, **rescoring})
     bundle.save(out)
     front = [{"arch_id": space.decode(row).arch_id, "arch": space.decode(row).to_dict(), **front_scores.row(i)}
              for i, row in enumerate(result.front_genes)]
@@ -173,6 +197,11 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
                                             "search": bundle.search})
     plot_pareto(scorer, result, candidates, settings, out.parent / "pareto.png", target)
     return bundle
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+    values = np.asarray(values, dtype=np.float64)
+    return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
 
 
 def plot_pareto(scanned: ScannedSample, result, candidates, settings: SearchSettings, path: Path, target: str) -> None:
