@@ -79,10 +79,10 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
                f"({stats['candidates_per_second']:,.0f}/s, {stats['generations']} generations); budget "
                f"{settings.budget_ms:g} ms on {table.device_id} (fastest reachable {stats['fastest_ms']:.1f} ms)")
     if "rescored" in stats:
-        wer = stats["rescored_supernet_wer"]
+        measured, predicted = ([100 * f[key] for f in stats["finalists"]] for key in ("supernet_wer", "wer"))
         click.echo(f"measured {stats['rescored']} finalists with the supernet in {stats['rescore_seconds']:.1f} s: "
-                   f"dev WER {100 * wer['min']:.2f}-{100 * wer['max']:.2f} % (predicted "
-                   f"{100 * stats['rescored_predicted_wer']['min']:.2f}-{100 * stats['rescored_predicted_wer']['max']:.2f} %)")
+                   f"dev WER {min(measured):.2f}-{max(measured):.2f} % (predicted {min(predicted):.2f}-"
+                   f"{max(predicted):.2f} %); the predictor's favourite measured {measured[0]:.2f} %")
     click.echo(f"  {'rank':<5}{'arch_id':<18}{'WER %':>7}{'supernet WER %':>16}{'latency ms':>12}{'params':>12}"
                f"{'reward':>9}")
     for c in bundle.candidates:

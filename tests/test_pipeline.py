@@ -111,6 +111,7 @@ def test_rescoring_measures_the_finalists_with_the_supernet_and_picks_by_the_mea
     assert reward(*picks[0]) >= reward(*picks[1])
     # the predictor's favourite was among the finalists; the pick is at least as good by the measurement
     favourite = Bundle.load(plain).candidates[0]
+    assert bundle.search["finalists"][0]["arch_id"] == favourite.arch.arch_id
     assert reward(*picks[0]) >= reward(favourite.arch.arch_id, favourite.predicted["latency_ms"])
 
 

@@ -165,9 +165,12 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
         finalist_wer = np.asarray(measure(result.genes[finalists]), dtype=np.float64)
         order = np.argsort(-problem.reward(result.scores.take(finalists)._replace(wer=finalist_wer)), kind="stable")
         picks, measured = finalists[order][:settings.top_k], finalist_wer[order][:settings.top_k]
+        # in the predictor's order: the first is what the search would have picked without measuring
         rescoring = {"rescored": len(finalists), "rescore_seconds": round(time.perf_counter() - started_rescore, 3),
-                     "rescored_predicted_wer": _summary(result.scores.wer[finalists]),
-                     "rescored_supernet_wer": _summary(finalist_wer)}
+                     "finalists": [{"arch_id": space.decode(result.genes[i]).arch_id,
+                                    "wer": float(result.scores.wer[i]), "supernet_wer": float(w),
+                                    "latency_ms": float(result.scores.latency_ms[i])}
+                                   for i, w in zip(finalists, finalist_wer)]}
     top_genes = result.genes[picks]
     top_scores = cost_scorer.with_costs(top_genes, result.scores.take(picks))
     front_scores = cost_scorer.with_costs(result.front_genes, result.front_scores)
@@ -197,11 +200,6 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
                                             "search": bundle.search})
     plot_pareto(scorer, result, candidates, settings, out.parent / "pareto.png", target)
     return bundle
-
-
-def _summary(values: np.ndarray) -> dict[str, float]:
-    values = np.asarray(values, dtype=np.float64)
-    return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
 
 
 def plot_pareto(scanned: ScannedSample, result, candidates, settings: SearchSettings, path: Path, target: str) -> None:
