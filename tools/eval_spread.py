@@ -1,10 +1,12 @@
 """Dev-set accuracy of the largest, the smallest and N random subnets of a trained supernet.
 
-    python tools/eval_spread.py --run-dir runs/small [--random 20] [--seed 0] [--split dev] [--json spread.json]
+    python tools/eval_spread.py --run-dir runs/small [--random 20] [--seed 0] [--split dev | --manifest M.jsonl]
+                                [--json spread.json]
 
 Shows whether the supernet serves the whole space and whether the spread between subnets is wide enough
 for an accuracy predictor to rank: WER per environment, CER, intent accuracy, parameters, and
-min / median / max over the random subnets.
+min / median / max over the random subnets. ``--manifest`` scores another evaluation set (a JSONL manifest,
+e.g. the dev split of another corpus), so supernets trained on different corpora compare on the same one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import json
 import numpy as np
 
 from predictnas.complexity import param_counts
-from predictnas.data.dataset import epoch_batches
+from predictnas.data.dataset import FeatureStore, epoch_batches
+from predictnas.data.features import FeatureConfig
+from predictnas.data.manifest import load_dataset
 from predictnas.data.text import CharTokenizer
 from predictnas.evaluate import bind, evaluate
 from predictnas.experiment import load_split, load_trained_supernet
@@ -30,12 +34,17 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="dev")
+    parser.add_argument("--manifest", help="evaluate on this JSONL manifest instead of the run's split")
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
 
     supernet = load_trained_supernet(args.run_dir)
     space = SearchSpace(supernet.space)
-    store = load_split(supernet, args.split, args.run_dir)
+    if args.manifest:
+        features = FeatureConfig.from_dict(supernet.metadata["features"])
+        store = FeatureStore.build(load_dataset(args.manifest), features, cache_dir=None)
+    else:
+        store = load_split(supernet, args.split, args.run_dir)
     batches = epoch_batches(store, supernet.metadata["intents"], batch_seconds=120.0)
     archs = [("largest", largest_arch(space)), ("smallest", smallest_arch(space))]
     archs += [(f"random{i}", space.decode(g)) for i, g in enumerate(space.sample(args.random, np.random.default_rng(args.seed)))]
@@ -63,7 +72,7 @@ def main() -> None:
         print(f"  {name:<32}{100 * s['min']:>8.2f}{100 * s['median']:>8.2f}{100 * s['max']:>8.2f}")
     if args.json_path:
         with open(args.json_path, "w") as f:
-            json.dump({"split": args.split, "rows": rows, "random_summary": summary}, f, indent=2)
+            json.dump({"split": args.manifest or args.split, "rows": rows, "random_summary": summary}, f, indent=2)
 
 
 if __name__ == "__main__":
