@@ -58,8 +58,9 @@ class CorpusRecipe:
 
     ``utterances`` counts utterances before environments (each is rendered once per environment);
     ``voices`` counts distinct voices of the shipped variants; ``designed_voices`` adds that many voices
-    with designed variants (random timbres, :mod:`.voice_design`) to the training split only; ``rate_wpm`` and ``pitch`` bound the per-utterance jitter of
-    espeak-ng's speaking rate and base pitch. ``version`` changes whenever the generator's output does.
+    with designed variants (random timbres, :mod:`.voice_design`) to the training split only;
+    ``rate_wpm`` and ``pitch`` bound the per-utterance jitter of espeak-ng's speaking rate and base pitch.
+    ``version`` changes whenever the generator's output does.
     """
 
     preset: str
@@ -115,9 +116,8 @@ PRESETS: dict[str, CorpusRecipe] = {
     # For tests: 44 voices (8 of them designed), 360 utterances, builds in seconds.
     "tiny": CorpusRecipe("tiny", utterances=(240, 60, 60), voices=(24, 6, 6), designed_voices=8),
     # The default: a few hours of audio across the environments, builds in minutes on 2 cores. 800 training
-    # voices, 640 of them designed: with the 160 shipped ones alone, the largest subnet learned its training
-    # voices by heart (train WER 0.5 %, dev 26 %, GPU probe) and twice the utterances of the same voices
-    # did not help.
+    # voices, 640 of them designed (see voice_design for why, and for what they changed: nothing measurable
+    # at this preset's training length).
     "small": CorpusRecipe("small", utterances=(4800, 300, 300), voices=(160, 24, 24), designed_voices=640),
 }
 DEFAULT_PRESET = "small"

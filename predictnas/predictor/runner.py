@@ -17,11 +17,11 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
-from typing import Callable
 
 from ..complexity import flops, param_counts
 from ..data.dataset import epoch_batches
