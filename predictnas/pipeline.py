@@ -64,7 +64,7 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
     else:
         log(f"[4/5] searching under {budget_ms:g} ms for {settings.search_seconds:g} s")
         measure = wer_meter(predictor.target_for(None), run_dir / "supernet.pt", settings.workers,
-                            LatencyEstimator(table), progress)
+                            LatencyEstimator(table), progress) if settings.rescore else None
         run_search(SearchSettings(budget_ms=budget_ms, top_k=settings.top_k, seconds=settings.search_seconds,
                                   rescore=settings.rescore),
                    table, predictor, top, run_dir / "predictor.json", progress=progress, command="predictnas run",

@@ -84,7 +84,7 @@ def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0,
         for row, latency in zip(genes[:count], latencies[:count]):
             arch = space.decode(row)
             if arch.arch_id not in stored:
-                jobs.append((protocol, arch.to_dict(), None if latency is None else float(latency), with_proxies))
+                jobs.append(_job(protocol, arch, latency, with_proxies))
     skipped = n + min(repeat, n) - len(jobs)
     start = time.perf_counter()
     try:
@@ -106,8 +106,7 @@ def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supe
     latencies = estimator.estimate(genes) if estimator is not None else [None] * len(archs)
     try:
         stored = store.stored_ids("dev")
-        todo = {a.arch_id: ("dev", a.to_dict(), None if t is None else float(t), True)
-                for a, t in zip(archs, latencies) if a.arch_id not in stored}
+        todo = {a.arch_id: _job("dev", a, t, True) for a, t in zip(archs, latencies) if a.arch_id not in stored}
         _run_jobs(list(todo.values()), store, run_dir, supernet_path, workers, progress)
         by_id = {r.arch_id: r for r in store.records("dev")}
     finally:
@@ -146,6 +145,11 @@ def _open_store(run_dir, supernet_path, store_path, fingerprint: dict) -> tuple[
                                                          **fingerprint},
                         info=supernet_info(supernet, supernet_path, weights))
     return space, store, supernet_path
+
+
+def _job(protocol: str, arch, latency_ms, with_proxies: bool) -> tuple:
+    """What a worker needs to evaluate one subnet (see :func:`_evaluate_job`); plain data, so it pickles."""
+    return protocol, arch.to_dict(), None if latency_ms is None else float(latency_ms), with_proxies
 
 
 def _run_jobs(jobs: list[tuple], store: SQLiteStore, run_dir: Path, supernet_path: Path, workers: int,

@@ -97,8 +97,7 @@ def distinct_picks(scores: Scores, k: int) -> np.ndarray:
     in genes neither uses, e.g. a conv module's placement), so a second one adds nothing to verify. Rows
     skipped fill the picks only when fewer than ``k`` outcomes are distinct."""
     outcome = np.stack([np.asarray(scores.wer, dtype=np.float64), np.asarray(scores.latency_ms, dtype=np.float64)], 1)
-    _, first = np.unique(outcome, axis=0, return_index=True)
-    distinct = np.sort(first)
+    distinct = first_occurrences(outcome)
     twins = np.setdiff1d(np.arange(len(outcome)), distinct)
     return np.concatenate([distinct, twins])[:k]
 
@@ -114,9 +113,14 @@ def finalists(problem: Problem, result, n: int) -> tuple[np.ndarray, Scores]:
     front_order = np.argsort(-problem.reward(result.front_scores), kind="stable")
     genes = np.concatenate([result.front_genes[front_order], result.genes])
     scores = Scores.concat([result.front_scores.take(front_order), result.scores])
-    _, first = np.unique(genes, axis=0, return_index=True)
-    keep = np.sort(first)[:n]
+    keep = first_occurrences(genes)[:n]
     return genes[keep], scores.take(keep)
+
+
+def first_occurrences(rows: np.ndarray) -> np.ndarray:
+    """Index of the first of each distinct row of ``rows``, in order."""
+    _, first = np.unique(rows, axis=0, return_index=True)
+    return np.sort(first)
 
 
 def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Path, predictor_path: Path,
