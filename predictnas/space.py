@@ -401,16 +401,52 @@ class SearchSpace:
         self._redraw_downsampling(child, depth, rng)
         return child
 
+    def neighbours(self, genes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Every row one gene away from a row of ``genes``, and the index of that parent row.
+
+        Each meaningful gene of a parent takes each of its other values (a downsampling point, each point
+        below the depth); genes that gain meaning are drawn as in :meth:`mutate`, so a deeper neighbour has
+        random new blocks. Rows are canonical and differ from their parent; a row that neighbours two
+        parents appears once for each. Returns a column-major matrix.
+        """
+        parents = np.asarray(genes, dtype=np.int8)
+        meaning, depth = self.meaningful(parents), self.depth_of(parents)
+        rows, owner = [], []
+        for i, row in enumerate(parents):
+            for j in np.flatnonzero(meaning[i]):
+                values = np.arange(depth[i] if j == 5 else self.highs[j], dtype=np.int8)
+                values = values[values != row[j]]
+                block = np.repeat(row[None], len(values), axis=0)
+                block[:, j] = values
+                rows.append(block)
+                owner.append(np.full(len(values), i))
+        if not rows:
+            return np.zeros((0, self.n_genes), dtype=np.int8, order="F"), np.zeros(0, dtype=np.int64)
+        child, owner = np.asfortranarray(np.concatenate(rows)), np.concatenate(owner)
+        origin = parents[owner]
+        self._redraw_gained_and_canonicalize(origin, child, rng)
+        differs = (child != origin).any(axis=1)
+        return np.asfortranarray(child[differs]), owner[differs]
+
     def row_keys(self, genes: np.ndarray) -> np.ndarray:
         """A 64-bit hash per row (equal rows, equal keys), for dedup and lookups.
 
-        Rows are read as 64-bit words (8 genes each) and combined with random odd multipliers, so two
-        different rows share a key with probability about 2**-64.
+        Rows are read as 64-bit words (8 genes each); each word is mixed by a bijection (a random odd
+        multiplier per word position, then MurmurHash3's 64-bit finalizer) and the mixed words are summed.
+        Rows that differ in one word never share a key; others do with probability about 2**-64. Why the
+        finalizer: with the multipliers alone, a change to the last gene of a word moved only the key's top
+        8 bits, so the rows one such gene away from a parent fell on a few hundred keys and the dedup
+        dropped new rows as seen.
         """
         n, words = len(genes), -(-self.n_genes // 8)
         padded = np.zeros((n, words * 8), dtype=np.int8)
         padded[:, :self.n_genes] = np.ascontiguousarray(genes)  # column-major rows are slow to copy strided
-        return (padded.view(np.uint64) * self._key_multipliers).sum(axis=1, dtype=np.uint64)
+        mixed = padded.view(np.uint64) * self._key_multipliers
+        for multiplier in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, None):
+            mixed ^= mixed >> np.uint64(33)
+            if multiplier is not None:
+                mixed *= np.uint64(multiplier)
+        return mixed.sum(axis=1, dtype=np.uint64)
 
     def decode_values(self, genes: np.ndarray) -> Decoded:
         """Choice values of every gene, as arrays, for closed-form costs and estimators."""

@@ -7,6 +7,9 @@ from predictnas.complexity import param_counts
 from predictnas.errors import PredictnasError
 from predictnas.latency.estimate import LatencyEstimator
 from predictnas.latency.table import LUT_DIR, LatencyTable
+from predictnas.predictor import AccuracyPredictor, FeatureSpec
+from predictnas.predictor.model import fit_booster
+from predictnas.search.climb import HillClimb
 from predictnas.search import (NSGA2, CostScorer, GeneticAlgorithm, KeySet, MaxCandidates, MaxGenerations,
                                MaxSeconds, Problem, Scores, crowding_distance, fastest_latency, minimize,
                                non_dominated, nondominated_rank)
@@ -257,6 +260,46 @@ def test_restarts_start_over_but_keep_the_best_and_never_rescore_a_row(space, es
     assert result.reward[0] == problem.reward(scores).max()  # the best row of every run is kept
     never = minimize(problem, small_ga(restart_after=None), MaxGenerations(20), seed=3)
     assert never.stats.restarts == 0
+
+
+def test_hill_climbing_ends_each_start_on_a_row_no_neighbour_beats(space, scorer, estimator, rng):
+    problem = Problem(space, scorer, estimator, latency_budget_ms=30)
+    starts = problem.sample(4, rng)
+    starts = starts[problem.latency(starts) <= 30]
+    first = problem.reward(problem.score(starts))
+    climb = HillClimb(space, starts, first)
+    while not climb.done:
+        genes = climb.propose(rng)
+        genes = genes[problem.latency(genes) <= 30]
+        climb.tell(genes, problem.reward(problem.score(genes)))
+    assert climb.moves > 0 and (climb.rewards >= first).all() and (climb.rewards > first).any()
+    assert np.allclose(problem.reward(problem.score(climb.incumbents)), climb.rewards)
+    for row, reward in zip(climb.incumbents, climb.rewards):
+        around, _ = space.neighbours(row[None], rng)
+        around = around[problem.latency(around) <= 30]
+        assert problem.reward(problem.score(around)).max() <= reward  # a local optimum
+
+
+def rugged_predictor(space):
+    """A real XGBoost predictor fit on random labels: a landscape of plateaus and steps, like a predictor
+    fit on a few hundred noisy subnets, and unlike the smooth ``linear_wer``."""
+    spec = FeatureSpec(("encoding", "closed_form"), space.config)
+    train = space.sample(300, np.random.default_rng(1))
+    labels = np.random.default_rng(2).random(300)
+    return AccuracyPredictor(spec, {"wer/all": fit_booster(spec.matrix(space, train), labels, rounds=400)})
+
+
+def test_the_ga_climbs_before_each_restart_and_finds_better_rows_for_the_same_candidates(space, estimator):
+    predictor = rugged_predictor(space)
+    problem = Problem(space, CostScorer(estimator, predictor.predict), estimator, latency_budget_ms=25)
+
+    def run(seed, **kw):
+        ga = GeneticAlgorithm(population_size=500, restart_after=5, **kw)
+        return minimize(problem, ga, MaxCandidates(100_000), seed=seed)
+    climbing, plain = [run(s) for s in range(3)], [run(s, climb_starts=0) for s in range(3)]
+    assert sum(r.stats.climb_moves for r in climbing) > 0 and all(r.stats.restarts > 0 for r in climbing)
+    assert all(r.stats.climb_moves == 0 for r in plain)
+    assert np.mean([r.reward[0] for r in climbing]) > np.mean([r.reward[0] for r in plain])
 
 
 @pytest.mark.parametrize("algorithm", [small_ga, NSGA2])

@@ -20,6 +20,7 @@ class SearchStats:
     best_reward: float = float("-inf")
     exhausted: bool = False  # no unseen feasible candidate could be generated: the space is used up
     restarts: int = 0  # times the population started over from a fresh sample
+    climb_moves: int = 0  # hill-climbing moves that improved a row (finished climbs)
     progress: float = 0.0  # the termination's, in [0, 1]
 
     @property
@@ -29,7 +30,8 @@ class SearchStats:
     def to_dict(self) -> dict:
         return {"generations": self.generations, "candidates_scored": self.candidates_scored,
                 "seconds": round(self.seconds, 3), "candidates_per_second": round(self.candidates_per_second, 1),
-                "best_reward": self.best_reward, "exhausted": self.exhausted, "restarts": self.restarts}
+                "best_reward": self.best_reward, "exhausted": self.exhausted, "restarts": self.restarts,
+                "climb_moves": self.climb_moves}
 
 
 @dataclass
