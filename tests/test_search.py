@@ -252,7 +252,7 @@ def test_restarts_start_over_but_keep_the_best_and_never_rescore_a_row(space, es
     # A flat WER: the reward is latency alone, which a population quickly stops improving, so it restarts.
     recording = Recording(flat_wer_scorer(estimator))
     problem = Problem(space, recording, estimator, latency_budget_ms=20)
-    result = minimize(problem, small_ga(restart_after=2), MaxGenerations(20), seed=3)
+    result = minimize(problem, small_ga(restart_after=2), MaxGenerations(60), seed=3)
     assert result.stats.restarts >= 2
     genes, scores = recording.all()
     every = keys(space, genes)

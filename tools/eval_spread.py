@@ -1,17 +1,21 @@
 """Dev-set accuracy of the largest, the smallest and N random subnets of a trained supernet.
 
     python tools/eval_spread.py --run-dir runs/small [--random 20] [--seed 0] [--split dev | --manifest M.jsonl]
-                                [--json spread.json]
+                                [--dimensions] [--json spread.json]
 
 Shows whether the supernet serves the whole space and whether the spread between subnets is wide enough
 for an accuracy predictor to rank: WER per environment, CER, intent accuracy, parameters, and
 min / median / max over the random subnets. ``--manifest`` scores another evaluation set (a JSONL manifest,
 e.g. the dev split of another corpus), so supernets trained on different corpora compare on the same one.
+``--dimensions`` also scores the largest subnet with one dimension changed at a time (each other choice of
+each global gene; each block field set in every block): which choices the shared weights serve, and which
+they leave near 100 % WER.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -23,9 +27,30 @@ from predictnas.data.manifest import load_dataset
 from predictnas.data.text import CharTokenizer
 from predictnas.evaluate import bind, evaluate
 from predictnas.experiment import load_split, load_trained_supernet
-from predictnas.space import SearchSpace
+from predictnas.space import NO_CONV, CONV_FIELDS, Arch, SearchSpace
 from predictnas.train import largest_arch, smallest_arch
 from benchutil import spread  # noqa: E402  (tools/ is on sys.path when run as a script)
+
+
+def one_change_variants(space: SearchSpace, base: Arch) -> list[tuple[str, Arch]]:
+    """``base`` with one dimension set to each of its other choices (a block field in every block)."""
+    c, variants = space.config, []
+    for field, choices in (("frontend_kernel", c.frontend_kernels), ("frontend_kind", c.frontend_kinds),
+                           ("width", c.widths), ("connectivity", c.connectivities),
+                           ("downsample_after", range(1, base.depth))):
+        variants += [(f"{field}={v}", dataclasses.replace(base, **{field: v}))
+                     for v in choices if v != getattr(base, field)]
+    variants += [(f"depth={d}", dataclasses.replace(base, blocks=base.blocks[:d])) for d in c.depths if d < base.depth]
+    for field, choices in (("heads", c.heads), ("ffn_dim", c.ffn_dims), ("conv_kind", c.conv_kinds),
+                           ("conv_kernel", c.conv_kernels), ("dilation", c.dilations),
+                           ("conv_placement", c.conv_placements)):
+        for v in choices:
+            if v == getattr(base.blocks[0], field):
+                continue
+            change = {field: v, **({name: None for name in CONV_FIELDS} if v == NO_CONV else {})}
+            blocks = tuple(dataclasses.replace(b, **change) for b in base.blocks)
+            variants.append((f"{field}={v}", dataclasses.replace(base, blocks=blocks)))
+    return variants
 
 
 def main() -> None:
@@ -35,6 +60,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="dev")
     parser.add_argument("--manifest", help="evaluate on this JSONL manifest instead of the run's split")
+    parser.add_argument("--dimensions", action="store_true", help="also the largest with one dimension changed")
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
 
@@ -48,17 +74,19 @@ def main() -> None:
     batches = epoch_batches(store, supernet.metadata["intents"], batch_seconds=120.0)
     archs = [("largest", largest_arch(space)), ("smallest", smallest_arch(space))]
     archs += [(f"random{i}", space.decode(g)) for i, g in enumerate(space.sample(args.random, np.random.default_rng(args.seed)))]
+    if args.dimensions:
+        archs += [(label, space.check(arch)) for label, arch in one_change_variants(space, largest_arch(space))]
 
     rows = []
     environments = sorted(store.environments)
     header = "".join(f"{'WER ' + e[:14]:>20}" for e in environments)
-    print(f"{'subnet':<10}{'params':>10}{header}{'WER all':>9}{'CER all':>9}{'intent':>8}{'eval s':>8}")
+    print(f"{'subnet':<24}{'params':>10}{header}{'WER all':>9}{'CER all':>9}{'intent':>8}{'eval s':>8}")
     for label, arch in archs:
         result = evaluate(bind(supernet, arch), batches, CharTokenizer())
         params = int(param_counts(space, space.encode(arch)[None])[0])
         rows.append({"label": label, "arch_id": arch.arch_id, "arch": arch.to_dict(), "params": params, **result.to_dict()})
         wers = "".join(f"{100 * result.wer[e]:>20.2f}" for e in environments)
-        print(f"{label:<10}{params:>10,}{wers}{100 * result.wer['all']:>9.2f}{100 * result.cer['all']:>9.2f}"
+        print(f"{label:<24}{params:>10,}{wers}{100 * result.wer['all']:>9.2f}{100 * result.cer['all']:>9.2f}"
               f"{100 * result.intent_accuracy['all']:>8.2f}{result.seconds:>8.1f}", flush=True)
 
     random_rows = [r for r in rows if r["label"].startswith("random")]

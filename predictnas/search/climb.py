@@ -21,7 +21,8 @@ class HillClimb:
     climbing; the caller screens and deduplicates them and scores the rest. ``tell(genes, reward)`` gets
     the scored rows (any subset of those proposed, in any order): each incumbent moves to its best told
     neighbour if that has a higher reward, else it stops (a local optimum among the neighbours not scored
-    before). ``done`` once every incumbent has stopped. Counts moves in ``moves``.
+    before). A start whose reward is ``-inf`` (not scored) moves to its best told neighbour, whatever its
+    reward. ``done`` once every incumbent has stopped. Counts moves in ``moves``.
     """
 
     def __init__(self, space: SearchSpace, starts: np.ndarray, rewards: np.ndarray):

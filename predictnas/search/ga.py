@@ -9,8 +9,9 @@ from .climb import HillClimb
 from .problem import Scores
 from .rows import take_rows
 
-RESTART_AFTER = 40  # generations without a better population best; a 60-s search runs about 800
+RESTART_AFTER = 15  # generations without a better population best; a 60-s search runs about 1,000
 CLIMB_STARTS = 3  # the population's best rows climbed before each restart
+KICKS, KICK_GENES = 64, 3  # climbs started near the best row so far, before each restart
 
 
 class GeneticAlgorithm(Algorithm):
@@ -22,12 +23,17 @@ class GeneticAlgorithm(Algorithm):
     defaults to twice the population.
 
     Restarts: once the population's best reward has not improved for ``restart_after`` generations, its
-    ``climb_starts`` best rows are refined by hill climbing (:class:`~.climb.HillClimb`: each generation
-    is then the unseen one-gene neighbours of the rows still climbing), and the population is replaced by
-    a fresh initial sample (``restart_after=None``: never). An elitist population converges on one basin
-    of the predictor's landscape and then only re-samples it; the climb finishes that basin, a fresh start
-    explores another, and the archive and the seen keys persist, so nothing found is lost and nothing is
-    scored twice.
+    ``climb_starts`` best rows, and ``kicks`` copies of the best row found so far with about
+    ``KICK_GENES`` genes redrawn each, are refined by hill climbing (:class:`~.climb.HillClimb`: each
+    generation is then the unseen one-gene neighbours of the rows still climbing); then the population
+    is replaced by a fresh initial sample (``restart_after=None``: never). An elitist population converges
+    on one basin of the predictor's landscape and then only re-samples it; the climbs finish that basin
+    and search around the best (iterated local search), a fresh start explores another basin, and the
+    archive and the seen keys persist, so nothing found is lost and nothing is scored twice.
+
+    Measured (predictor of runs/small9, 40 ms, 60-s searches, seeds 0 and 1): top-1 predicted WER 69.71
+    and 72.96 % with restarts alone; 67.33 and 66.87 % with the climbs of the population's best; 66.66 %
+    for both seeds with 64 kicked climbs and restarts after 15 stalled generations (the defaults).
 
     Defaults suit vectorized scorers: generations of tens of thousands of rows keep the per-generation
     cost of the Python around the numpy calls negligible.
@@ -37,11 +43,12 @@ class GeneticAlgorithm(Algorithm):
 
     def __init__(self, population_size: int = 20_000, offspring_size: int | None = None,
                  tournament_size: int = 2, mutation_rate: float | None = None, repair_tries: int = 1,
-                 top_k: int = 100, restart_after: int | None = RESTART_AFTER, climb_starts: int = CLIMB_STARTS):
+                 top_k: int = 100, restart_after: int | None = RESTART_AFTER, climb_starts: int = CLIMB_STARTS,
+                 kicks: int = KICKS):
         super().__init__(population_size, offspring_size or 2 * population_size, mutation_rate, repair_tries,
                          top_k)
         self.tournament_size = tournament_size
-        self.restart_after, self.climb_starts = restart_after, climb_starts
+        self.restart_after, self.climb_starts, self.kicks = restart_after, climb_starts, kicks
 
     def setup(self, problem, seed=None) -> "GeneticAlgorithm":
         super().setup(problem, seed)
@@ -73,6 +80,13 @@ class GeneticAlgorithm(Algorithm):
             self._climb.tell(genes[:0], np.zeros(0))  # nothing new around any incumbent: all stop
         return np.zeros((0, self.space.n_genes), dtype=np.int8)
 
+    def _kicked_best(self) -> np.ndarray:
+        """``kicks`` copies of the best row found so far, each with about ``KICK_GENES`` genes redrawn, that
+        meet the budget and the pinned genes (iterated local search: climbs from near the best)."""
+        best = np.repeat(self.archive.genes[:1], self.kicks, axis=0)
+        kicked = self.problem.pin(self.space.mutate(best, self.rng, rate=KICK_GENES / self.space.n_genes), self.rng)
+        return kicked[self.problem.latency(kicked) <= self.problem.latency_budget_ms]
+
     def _select_parents(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         return self._tournament(n), self._tournament(n)
 
@@ -98,6 +112,11 @@ class GeneticAlgorithm(Algorithm):
             self._stalled = 0
             if self.climb_starts:
                 top = np.argsort(-self.population_reward, kind="stable")[:self.climb_starts]
-                self._climb = HillClimb(self.space, take_rows(self.population, top), self.population_reward[top])
+                starts, rewards = take_rows(self.population, top), self.population_reward[top]
+                if self.kicks:
+                    kicked = self._kicked_best()
+                    starts = np.concatenate([starts, kicked])
+                    rewards = np.concatenate([rewards, np.full(len(kicked), -np.inf)])
+                self._climb = HillClimb(self.space, starts, rewards)
             else:
                 self._restart()
