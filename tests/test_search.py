@@ -9,10 +9,9 @@ from predictnas.latency.estimate import LatencyEstimator
 from predictnas.latency.table import LUT_DIR, LatencyTable
 from predictnas.predictor import AccuracyPredictor, FeatureSpec
 from predictnas.predictor.model import fit_booster
-from predictnas.search.climb import HillClimb
-from predictnas.search import (NSGA2, CostScorer, GeneticAlgorithm, KeySet, MaxCandidates, MaxGenerations,
-                               MaxSeconds, Problem, Scores, crowding_distance, fastest_latency, minimize,
-                               non_dominated, nondominated_rank)
+from predictnas.search import (NSGA2, CostScorer, GeneticAlgorithm, HillClimb, KeySet, MaxCandidates,
+                               MaxGenerations, MaxSeconds, Problem, Scores, crowding_distance, fastest_latency,
+                               minimize, non_dominated, nondominated_rank)
 
 LUT = LUT_DIR / "cpu-1t-fp32-4be8cf99.json"  # the shipped table for speech-v1
 

@@ -95,7 +95,8 @@ def main() -> None:
         values = [r[metric][key] for r in random_rows]
         if values:
             summary[f"{metric}/{key}"] = spread(values)
-    print(f"\nover {len(random_rows)} random subnets (min / median / max, %):")
+    if summary:
+        print(f"\nover {len(random_rows)} random subnets (min / median / max, %):")
     for name, s in summary.items():
         print(f"  {name:<32}{100 * s['min']:>8.2f}{100 * s['median']:>8.2f}{100 * s['max']:>8.2f}")
     if args.json_path:

@@ -8,6 +8,7 @@
 
 from .algorithm import Algorithm
 from .budget import fastest_latency
+from .climb import HillClimb
 from .ga import GeneticAlgorithm
 from .keyset import KeySet
 from .minimize import minimize
@@ -19,7 +20,7 @@ from .scoring import CostScorer
 from .termination import AllOf, AnyOf, MaxCandidates, MaxGenerations, MaxSeconds, Termination
 
 __all__ = [
-    "Algorithm", "AllOf", "AnyOf", "CostScorer", "GeneticAlgorithm", "KeySet", "MaxCandidates", "MaxGenerations",
-    "MaxSeconds", "NSGA2", "Problem", "Scores", "SearchResult", "SearchStats", "Termination", "crowding_distance",
-    "fastest_latency", "minimize", "non_dominated", "nondominated_rank",
+    "Algorithm", "AllOf", "AnyOf", "CostScorer", "GeneticAlgorithm", "HillClimb", "KeySet", "MaxCandidates",
+    "MaxGenerations", "MaxSeconds", "NSGA2", "Problem", "Scores", "SearchResult", "SearchStats", "Termination",
+    "crowding_distance", "fastest_latency", "minimize", "non_dominated", "nondominated_rank",
 ]
