@@ -27,23 +27,22 @@ from predictnas.data.manifest import load_dataset
 from predictnas.data.text import CharTokenizer
 from predictnas.evaluate import bind, evaluate
 from predictnas.experiment import load_split, load_trained_supernet
-from predictnas.space import NO_CONV, CONV_FIELDS, Arch, SearchSpace
+from predictnas.space import BLOCK_FIELDS, CONV_FIELDS, GLOBAL_FIELDS, NO_CONV, Arch, SearchSpace
 from predictnas.train import largest_arch, smallest_arch
 from benchutil import spread  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
 def one_change_variants(space: SearchSpace, base: Arch) -> list[tuple[str, Arch]]:
     """``base`` with one dimension set to each of its other choices (a block field in every block)."""
-    c, variants = space.config, []
-    for field, choices in (("frontend_kernel", c.frontend_kernels), ("frontend_kind", c.frontend_kinds),
-                           ("width", c.widths), ("connectivity", c.connectivities),
-                           ("downsample_after", range(1, base.depth))):
-        variants += [(f"{field}={v}", dataclasses.replace(base, **{field: v}))
-                     for v in choices if v != getattr(base, field)]
-    variants += [(f"depth={d}", dataclasses.replace(base, blocks=base.blocks[:d])) for d in c.depths if d < base.depth]
-    for field, choices in (("heads", c.heads), ("ffn_dim", c.ffn_dims), ("conv_kind", c.conv_kinds),
-                           ("conv_kernel", c.conv_kernels), ("dilation", c.dilations),
-                           ("conv_placement", c.conv_placements)):
+    variants = []
+    for field, choices in zip(GLOBAL_FIELDS, space.global_choices):
+        for v in choices:
+            beyond_depth = field in ("depth", "downsample_after") and v is not None and v >= base.depth
+            if v == getattr(base, field) or beyond_depth:
+                continue
+            change = {"blocks": base.blocks[:v]} if field == "depth" else {field: v}
+            variants.append((f"{field}={v}", dataclasses.replace(base, **change)))
+    for field, choices in zip(BLOCK_FIELDS, space.block_choices):
         for v in choices:
             if v == getattr(base.blocks[0], field):
                 continue
