@@ -110,7 +110,7 @@ def _global_flops(c: SpaceConfig, f: _Frames, kernel, dwsep, w, depth, dense, do
 
 def _block_working_floats(c: SpaceConfig, w, t, heads, ffn, kind, kernel, placement):
     inner = heads * c.head_dim
-    attention = t * w + 4 * t * inner + 2 * heads * t * t  # norm; q, k, v, context; scores and softmax
+    attention = t * w + 6 * t * inner + 2 * heads * t * t  # norm; q, k, v, rotated q and k, context; scores, softmax
     has_conv = kind != c.conv_kinds.index("none")
     parallel = has_conv & (placement == c.conv_placements.index("parallel"))
     conv = np.where(has_conv, 4 * t * w, 0) + np.where(parallel, t * w, 0)  # norm, value, gate, sigmoid
@@ -123,15 +123,17 @@ def _global_peak_floats(c: SpaceConfig, f: _Frames, kernel, dwsep, w, depth, den
     has_downsample = downsample_after > 0
     downsample = np.where(has_downsample, f.encoder * w + 2 * f.reduced * w, 0)  # skip kept for the upsample
     heads = 2 * f.encoder * w + f.encoder * c.vocab_size  # trunk, its norm, CTC logits
-    restore = np.where(has_downsample, 3 * f.encoder * w + f.reduced * w, 0)  # upsampled + skip + their sum
+    # low-rate end and start, their difference; upsampled + skip + their sum
+    restore = np.where(has_downsample, 3 * f.encoder * w + 3 * f.reduced * w, 0)
     return np.maximum(np.maximum(frontend, downsample), np.maximum(heads, restore))
 
 
 def _slot_carried_floats(f: _Frames, w, stage, states):
     """Tensors a block slot cannot free: its input, with dense connectivity the earlier states of its stage
-    (``states`` of them), and in the reduced stage the full-rate skip kept for the upsample."""
+    (``states`` of them), and in the reduced stage the full-rate skip and the low-rate start kept for the
+    restore."""
     t = np.where(stage == REDUCED, f.reduced, f.encoder)
-    carried = (1 + states) * t * w + np.where(stage == REDUCED, f.encoder * w, 0)
+    carried = (1 + states) * t * w + np.where(stage == REDUCED, f.encoder * w + f.reduced * w, 0)
     return np.where(stage == INACTIVE, 0, carried)
 
 
@@ -286,11 +288,13 @@ def peak_activation_bytes(space: SearchSpace, genes: np.ndarray, frames: int) ->
     * front-end: the input features, the first conv's output and its activation (dwsep: + the depthwise
       output);
     * each block: the tensors it cannot free -- its input, with dense connectivity every earlier state of
-      its stage (later blocks read them), in the reduced stage the full-rate skip kept for the upsample --
+      its stage (later blocks read them), in the reduced stage the full-rate skip and the low-rate start
+      kept for the restore --
       plus the residual sum being formed, plus the largest working set of its modules: attention
-      ``T*W + 4*T*I + 2*heads*T*T`` (norm; q, k, v, context; scores and their softmax), conv module
+      ``T*W + 6*T*I + 2*heads*T*T`` (norm; q, k, v, rotated q and k, context; scores, softmax), conv module
       ``4*T*W`` (+ ``T*W`` when parallel to attention, whose output waits), feed-forward ``T*W + 2*T*F``;
-    * downsampling (skip + two reduced-rate tensors), the upsample (upsampled + skip + sum) and the heads
+    * downsampling (skip + two reduced-rate tensors), the restore (low-rate end, start and their
+      difference; upsampled + skip + sum) and the heads
       (trunk, its norm, the CTC logits).
 
     Weights are not included. It grows with width, heads, FFN dim and input length: an estimate to rank

@@ -41,7 +41,8 @@ from .errors import PredictnasError, one_line
 from .io import atomic_path, write_json
 from .space import NO_CONV, Arch, Block, SearchSpace
 from .supernet import Supernet, SubnetOutput, save_supernet
-from .supernet.subnet import frame_mask
+from .supernet.subnet import MODEL_VERSION, frame_mask
+from .supernet.supernet import check_model_version
 
 CHECKPOINT = "train_checkpoint.pt"
 SUPERNET = "supernet.pt"
@@ -347,7 +348,7 @@ class Trainer:
     def _save_checkpoint(self, state: TrainState) -> None:
         with atomic_path(self.run_dir / CHECKPOINT) as tmp:
             torch.save({"step": state.step, "seconds": state.seconds, "history": state.history,
-                        "config": self.config.to_dict(), "data": self.data_fingerprint,
+                        "config": self.config.to_dict(), "data": self.data_fingerprint, "model_version": MODEL_VERSION,
                         "supernet": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}, tmp)
 
     def _resume(self) -> TrainState:
@@ -358,6 +359,7 @@ class Trainer:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # a checkpoint is only ever replaced atomically, so this is foreign or corrupt
             raise PredictnasError(f"{path}: unreadable checkpoint ({e}); move it away to start afresh") from None
+        check_model_version(ckpt, path)
         if ckpt["config"] != self.config.to_dict() or ckpt["data"] != self.data_fingerprint:
             raise PredictnasError(f"{path}: written by a run with another configuration or data; "
                                   "use another --run-dir or delete it to start afresh")

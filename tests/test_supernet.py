@@ -5,7 +5,8 @@ import torch
 from predictnas.complexity import param_counts, param_range
 from predictnas.errors import PredictnasError
 from predictnas.space import Arch, Block
-from predictnas.supernet import Subnet, Supernet, covering_archs, load_supernet, save_supernet
+from predictnas.supernet import Subnet, Supernet, covering_archs, load_subnet, load_supernet, save_subnet, save_supernet
+from predictnas.supernet.subnet import Downsample, restore_rate, rotate_positions
 
 
 def test_extracted_subnets_equal_the_supernet_and_the_closed_form_params_for_200_archs(space, supernet):
@@ -66,7 +67,7 @@ def test_padding_does_not_change_any_sequence_of_a_batch(space, supernet):
 
 def test_gradients_reach_the_shared_weights_and_kernel_transforms(space):
     torch.manual_seed(0)
-    net = Supernet(space.config).train()
+    net = Supernet(space.config).perturb_neutral_parts().train()  # a zero downsampling correction passes no gradient
     arch = next(a for a in space.covering() if a.connectivity == "dense" and a.downsample_after)
     out = net(torch.randn(2, 64, space.config.n_mels), arch)
     (out.ctc_logits.square().mean() + out.intent_logits.square().mean()).backward()
@@ -79,6 +80,36 @@ def test_gradients_reach_the_shared_weights_and_kernel_transforms(space):
 def supernet_names_used(arch: Arch, space) -> set[str]:
     with torch.device("meta"):
         return {name.replace(".", "/") for name, _ in Subnet(arch, space.config).named_parameters()}
+
+
+def test_rotary_positions_make_attention_scores_depend_on_relative_position_only():
+    generator = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 24, generator=generator), torch.randn(2, 24, generator=generator)
+
+    def score(i: int, j: int) -> float:
+        frames = torch.zeros(2, 1, 40, 24)
+        frames[0, 0, i], frames[1, 0, j] = q[0], k[0]
+        rotated = rotate_positions(frames)
+        return float(rotated[0, 0, i] @ rotated[1, 0, j])
+
+    assert score(3, 7) == pytest.approx(score(20, 24), abs=1e-5)
+    assert score(3, 7) == pytest.approx(score(11, 7 + 8), abs=1e-5)
+    assert score(3, 7) != pytest.approx(score(3, 9), abs=1e-3)  # the offset itself matters
+    assert score(5, 5) == pytest.approx(float(q[0] @ k[0]), abs=1e-5)
+
+
+def test_a_fresh_downsampling_averages_valid_frame_pairs_and_the_restore_adds_only_changes():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 32)
+    x[1, 5:] = 0  # the second sequence has 5 valid frames; padding is zero in the trunk
+    low, lengths = Downsample(32)(x, torch.tensor([8, 5]))
+    assert lengths.tolist() == [4, 3]
+    assert torch.allclose(low[0], (x[0, 0::2] + x[0, 1::2]) / 2, atol=1e-6)
+    assert torch.allclose(low[1, :2], (x[1, 0:4:2] + x[1, 1:4:2]) / 2, atol=1e-6)
+    assert torch.allclose(low[1, 2], x[1, 4], atol=1e-6)  # a last odd frame is its own mean
+    assert torch.equal(restore_rate(low, low, x), x)  # blocks that change nothing leave the state as it was
+    change = torch.randn(2, 4, 32)
+    assert torch.allclose(restore_rate(low + change, low, x), x + change.repeat_interleave(2, dim=1), atol=1e-6)
 
 
 def test_supernet_holds_the_largest_shape_of_every_parameter(space):
@@ -129,3 +160,23 @@ def test_weights_of_another_model_version_are_a_one_line_error(tmp_path, superne
     torch.save(state, path)
     with pytest.raises(PredictnasError, match="do not fit this version's supernet"):
         load_supernet(path)
+
+
+def test_weights_saved_by_a_model_version_that_computed_otherwise_are_refused(tmp_path, supernet):
+    # the same parameter names, but saved before the attention had rotary positions: loading them would
+    # run the old weights through another function without a word
+    path = tmp_path / "supernet.pt"
+    save_supernet(supernet, path)
+    state = torch.load(path, weights_only=True)
+    del state["model_version"]
+    torch.save(state, path)
+    with pytest.raises(PredictnasError, match="weights of model version 1, but this predictnas computes version 2"):
+        load_supernet(path)
+    subnet_path = tmp_path / "model.pt"
+    save_subnet(supernet.extract(next(iter(covering_archs(supernet.space)))), subnet_path)
+    assert load_subnet(subnet_path).arch == covering_archs(supernet.space)[0]
+    state = torch.load(subnet_path, weights_only=True)
+    state["model_version"] = 1
+    torch.save(state, subnet_path)
+    with pytest.raises(PredictnasError, match="model version 1"):
+        load_subnet(subnet_path)

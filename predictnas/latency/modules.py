@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..space import Arch, SpaceConfig
 from ..supernet.export import INPUT_NAME, OPSET, _quiet_exporter, export_onnx
 from ..supernet.subnet import (Attention, ConvModule, Downsample, EncoderBlock, FeedForward, FrontEnd, Subnet,
-                               upsample)
+                               restore_rate)
 from .keys import Key
 from .protocol import Graph
 
@@ -80,8 +80,8 @@ class _DownsampleEntry(nn.Module):
         self.downsample = Downsample(key["width"])
 
     def forward(self, x: Tensor) -> Tensor:
-        y, _ = self.downsample(x, None)
-        return upsample(y, x.shape[1]) + x
+        low_start, _ = self.downsample(x, None)
+        return restore_rate(low_start + 1.0, low_start, x)  # + 1: stands for the blocks in between
 
 
 class _HeadsEntry(nn.Module):

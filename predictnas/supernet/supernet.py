@@ -24,7 +24,7 @@ from torch.func import functional_call
 from ..errors import PredictnasError, one_line
 from ..io import atomic_path
 from ..space import Arch, Block, SpaceConfig
-from .subnet import Subnet, SubnetOutput
+from .subnet import MODEL_VERSION, Subnet, SubnetOutput
 
 
 def _key(name: str) -> str:
@@ -106,12 +106,13 @@ class Supernet(nn.Module):
 
     @torch.no_grad()
     def perturb_neutral_parts(self, seed: int = 0) -> "Supernet":
-        """Move the parts that start neutral (zero skip weights, identity kernel transforms) to random
-        values. For parity checks: at their initial values dense connections and kernel transforms
-        compute nothing, and a mistake in them would go unseen."""
+        """Move the parts that start neutral (zero skip weights and downsampling correction, identity kernel
+        transforms) to random values. For parity checks: at their initial values dense connections, the
+        downsampling's learned part and kernel transforms compute nothing, and a mistake in them would go
+        unseen."""
         generator = torch.Generator().manual_seed(seed)
         for name, p in self.shared.items():
-            if name.endswith("skip_weights"):
+            if name.endswith("skip_weights") or name.startswith("downsample/pointwise/"):
                 p.copy_(torch.rand(p.shape, generator=generator) - 0.5)
         for p in self.kernel_transforms.values():
             p.add_(0.1 * torch.randn(p.shape, generator=generator))
@@ -163,6 +164,7 @@ def load_supernet(path, map_location="cpu") -> Supernet:
         config = state["config"]
     except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
         raise PredictnasError(f"{path}: not a predictnas supernet checkpoint ({e})") from None
+    check_model_version(state, path)
     space = SpaceConfig.from_dict(config["space"])
     supernet = Supernet(space, dropout=config["dropout"], metadata=config.get("metadata"))
     try:
@@ -173,16 +175,25 @@ def load_supernet(path, map_location="cpu") -> Supernet:
     return supernet
 
 
+def check_model_version(state: dict, path) -> None:
+    """Refuse weights saved by a model version that computed something else with them."""
+    version = state.get("model_version", 1)
+    if version != MODEL_VERSION:
+        raise PredictnasError(f"{path}: weights of model version {version}, but this predictnas computes version "
+                              f"{MODEL_VERSION} with them; train it again (or move it away to start afresh)")
+
+
 def save_supernet(supernet: Supernet, path) -> None:
     """Write atomically: weights plus the config that rebuilds the module."""
     with atomic_path(path) as tmp:
-        torch.save({"config": supernet.config(), "weights": supernet.state_dict()}, tmp)
+        torch.save({"config": supernet.config(), "model_version": MODEL_VERSION, "weights": supernet.state_dict()}, tmp)
 
 
 def save_subnet(subnet: Subnet, path) -> None:
     """Write a standalone subnet atomically: its architecture, space and weights."""
     with atomic_path(path) as tmp:
-        torch.save({"arch": subnet.arch.to_dict(), "space": subnet.space.to_dict(), "weights": subnet.state_dict()}, tmp)
+        torch.save({"arch": subnet.arch.to_dict(), "space": subnet.space.to_dict(), "model_version": MODEL_VERSION,
+                    "weights": subnet.state_dict()}, tmp)
 
 
 def load_subnet(path) -> Subnet:
@@ -191,6 +202,7 @@ def load_subnet(path) -> Subnet:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         space = SpaceConfig.from_dict(state["space"])
+        check_model_version(state, path)
         subnet = Subnet(SearchSpace(space).from_json(state["arch"]), space)
         subnet.load_state_dict(state["weights"])
     except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
