@@ -26,9 +26,12 @@ run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path
               help="Latency table for the latency strata (default: the shipped cpu table, if it fits the space).")
 @click.option("--no-proxies", is_flag=True, help="Skip the zero-cost proxies.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the covering sample.")
+@click.option("--around-largest", is_flag=True,
+              help="Every second subnet from around the largest (a random share of its choices redrawn, as the "
+                   "supernet trains them) instead of the uniform pool.")
 @click.option("--no-progress", is_flag=True)
 def sample_command(n: int, run_dir: Path, supernet_path: Path | None, workers: int, repeat: int, lut_path: Path | None,
-                   no_proxies: bool, seed: int, no_progress: bool) -> None:
+                   no_proxies: bool, seed: int, around_largest: bool, no_progress: bool) -> None:
     """Evaluate N subnets that cover the space with supernet weights; store them in RUN_DIR/evals.sqlite.
 
     Resumable: subnets already in the store are skipped.
@@ -37,7 +40,7 @@ def sample_command(n: int, run_dir: Path, supernet_path: Path | None, workers: i
 
     summary = sample_subnets(run_dir, n, workers=workers, seed=seed, supernet_path=supernet_path,
                              estimator=_estimator_for(run_dir, supernet_path, lut_path), repeat=repeat,
-                             with_proxies=not no_proxies, progress=not no_progress)
+                             with_proxies=not no_proxies, around_largest=around_largest, progress=not no_progress)
     click.echo(f"{summary.store}: {summary.evaluated} subnets evaluated now, {summary.skipped} already stored "
                f"({summary.requested} requested, {summary.repeats} repeated on the test split) in "
                f"{summary.seconds / 60:.1f} min")

@@ -4,17 +4,19 @@ Training has three phases. The first ``largest_only_steps`` train the largest su
 that still outputs noise only drags the others along, and on a CPU budget a full-size net learns
 about twice as fast per second when it is the only model (once-for-all also trains the full network
 first). Until ``full_size_steps`` the largest then alternates with full-size variants whose structural
-choices (front-end kind and kernel, connectivity, downsampling, conv modules) are drawn at random: those
+choices (front-end kind and kernel, connectivity, downsampling, conv modules) are partly redrawn: those
 choices select separate weights or a different data path, and in earlier runs switching them on
 weights trained for the largest alone left subnets on the blank-only CTC plateau (once-for-all's elastic
 kernel stage, widened to every structural choice). Drawn from the first step instead, the variants did
 not leave that plateau and held the largest on it too (one run, with the earlier post-norm blocks).
 Afterwards every step trains the largest subnet on the labels, then the smallest and ``random_subnets``
-random ones on the labels plus the largest's soft outputs (in-place distillation, as in once-for-all and
+others on the labels plus the largest's soft outputs (in-place distillation, as in once-for-all and
 BigNAS; its weight ramps up over ``distill_ramp_steps``), accumulating gradients into the shared weights
-before one optimizer step. From the second phase on, a front-end of another kind than the largest's
-learns only by matching the largest's kind of front-end at its own kernel and width
-(``frontend_match_weight``; see :func:`frontend_match_loss`).
+before one optimizer step. Variants and others are the largest with a random share of its choices
+redrawn (:func:`near_largest`), so they lie at every distance from it, not only at the farthest
+(``subnet_draw="uniform"``: every choice redrawn, as before). From the second phase on, a front-end of
+another kind than the largest's learns only by matching the largest's kind of front-end at its own
+kernel and width (``frontend_match_weight``; see :func:`frontend_match_loss`).
 Matrix work runs in bfloat16 where ``precision`` asks for it (about 1.8x faster on a CPU with AVX512-BF16).
 
 Resumable and reproducible: the subnets, the batch order, SpecAugment and dropout of step ``s`` are all
@@ -45,6 +47,7 @@ from .supernet.subnet import MODEL_VERSION, frame_mask
 from .supernet.supernet import check_model_version
 
 CHECKPOINT = "train_checkpoint.pt"
+SUBNET_DRAWS = {"near_largest": None, "uniform": 1.0}  # the share of the largest's choices redrawn
 SUPERNET = "supernet.pt"
 
 
@@ -59,6 +62,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     grad_clip: float = 5.0
     random_subnets: int = 2
+    subnet_draw: str = "near_largest"  # or "uniform": how variants and the sandwich's others are drawn
     distill_weight: float = 1.0
     intent_weight: float = 0.5
     dropout: float = 0.1
@@ -93,34 +97,63 @@ def smallest_arch(space: SearchSpace) -> Arch:
     return Arch(min(c.frontend_kernels), "dwsep", min(c.widths), "linear", None, (block,) * min(c.depths))
 
 
-def full_size_variant(space: SearchSpace, rng: np.random.Generator) -> Arch:
-    """The largest widths, depth, heads and FFN dims with every structural choice drawn at random:
-    front-end kernel and kind, connectivity, downsampling point, and each block's conv module."""
+def full_size_variant(space: SearchSpace, rng: np.random.Generator, redraw: float | None = None) -> Arch:
+    """The largest widths, depth, heads and FFN dims; each structural choice (front-end kernel and kind,
+    connectivity, downsampling point, each block's conv module) redrawn with probability ``redraw``
+    (default: drawn uniformly from [0, 1] per variant, so variants lie at every distance from the largest)."""
     c = space.config
+    teacher = largest_arch(space)
+    redraw = rng.random() if redraw is None else redraw
 
-    def pick(choices):
-        return choices[rng.integers(len(choices))]
+    def pick(choices, teachers):
+        return choices[rng.integers(len(choices))] if rng.random() < redraw else teachers
 
     blocks = []
-    for _ in range(c.max_depth):
-        kind = pick(c.conv_kinds)
-        conv = () if kind == NO_CONV else (pick(c.conv_kernels), pick(c.dilations), pick(c.conv_placements))
-        blocks.append(Block(max(c.heads), max(c.ffn_dims), kind, *conv))
-    return Arch(pick(c.frontend_kernels), pick(c.frontend_kinds), max(c.widths), pick(c.connectivities),
-                pick((None,) + tuple(range(1, c.max_depth))), tuple(blocks))
+    for block in teacher.blocks:
+        kind = pick(c.conv_kinds, block.conv_kind)
+        if kind == NO_CONV:
+            conv = ()
+        else:
+            conv = (pick(c.conv_kernels, block.conv_kernel), pick(c.dilations, block.dilation),
+                    pick(c.conv_placements, block.conv_placement))
+        blocks.append(Block(block.heads, block.ffn_dim, kind, *conv))
+    return Arch(pick(c.frontend_kernels, teacher.frontend_kernel), pick(c.frontend_kinds, teacher.frontend_kind),
+                teacher.width, pick(c.connectivities, teacher.connectivity),
+                pick((None,) + tuple(range(1, c.max_depth)), teacher.downsample_after), tuple(blocks))
 
 
-def sandwich(space: SearchSpace, n_random: int, rng: np.random.Generator) -> list[Arch]:
-    """Largest first (the teacher), then the smallest and ``n_random`` random architectures."""
-    return [largest_arch(space), smallest_arch(space)] + [space.decode(g) for g in space.sample(n_random, rng)]
+def near_largest(space: SearchSpace, n: int, rng: np.random.Generator, redraw: float | None = None) -> list[Arch]:
+    """``n`` architectures, each the largest with every gene redrawn with probability ``redraw`` (default:
+    drawn uniformly from [0, 1] for each architecture; 1 is a uniform draw from the space).
+
+    Why: a uniform draw changes nearly every choice of the teacher at once, so every subnet the sandwich
+    trained sat at the greatest distance from the largest, where its distillation targets meant least.
+    Those subnets' losses stayed flat through the sandwich, and the largest with a single choice changed
+    (kernel 3, dilation 2, grouped conv, downsampling after block 1) lost 30-40 WER points: the weights of
+    each choice had only learned to work among random others. Drawn at every distance instead, each
+    choice is trained both next to the teacher's and among random ones (once-for-all shrinks the network
+    in stages for the same reason).
+    """
+    teacher = space.encode(largest_arch(space))[None]
+    rates = [float(rng.random()) if redraw is None else redraw for _ in range(n)]
+    return [space.decode(space.mutate(teacher, rng, rate=rate)[0]) for rate in rates]
+
+
+def sandwich(space: SearchSpace, n_random: int, rng: np.random.Generator, redraw: float | None = None) -> list[Arch]:
+    """Largest first (the teacher), then the smallest and ``n_random`` architectures from
+    :func:`near_largest`."""
+    return [largest_arch(space), smallest_arch(space)] + near_largest(space, n_random, rng, redraw)
 
 
 def subnets_of_step(config: TrainConfig, space: SearchSpace, step: int, rng: np.random.Generator) -> list[Arch]:
+    if config.subnet_draw not in SUBNET_DRAWS:
+        raise PredictnasError(f"subnet_draw {config.subnet_draw!r}: choose {' or '.join(SUBNET_DRAWS)}")
+    redraw = SUBNET_DRAWS[config.subnet_draw]
     if step < config.largest_only_steps:
         return [largest_arch(space)]
     if step < config.full_size_steps:
-        return [largest_arch(space) if step % 2 == 0 else full_size_variant(space, rng)]
-    return sandwich(space, config.random_subnets, rng)
+        return [largest_arch(space) if step % 2 == 0 else full_size_variant(space, rng, redraw)]
+    return sandwich(space, config.random_subnets, rng, redraw)
 
 
 def distill_weight(config: TrainConfig, step: int) -> float:

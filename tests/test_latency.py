@@ -20,7 +20,9 @@ from predictnas.errors import PredictnasError
 from predictnas.latency import (DEVICES, Calibration, DeviceMismatch, Entry, Frames, Key, LatencyEstimator,
                                 LatencyTable, Measurement, MissingEntry, arch_keys, check_device, enumerate_keys,
                                 fingerprint_mismatch, get_device)
+from predictnas.latency.build import BuildSettings, table_for_this_machine
 from predictnas.latency.calibration import fit, kendall, spearman
+from predictnas.latency.table import default_table_path
 from predictnas.space import get_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -212,6 +214,24 @@ def test_a_table_from_other_hardware_is_detected(table, tmp_path, tiny):
     result = run("estimate", arch, "--lut", path)
     assert result.returncode == 0 and "warning: hardware gap" in result.stderr and "Imaginary" in result.stderr
     assert re.search(r"[0-9.]+ ms predicted", result.stdout) and "parameters" in result.stdout
+
+
+def test_the_pipeline_measures_a_table_on_a_machine_that_has_none(table, tmp_path):
+    """``table_for_this_machine``: a table of another machine in the directory is not used; one is built
+    for this fingerprint, where build-lut writes by default, and found the next time without measuring."""
+    foreign = json.loads(Path(table.source).read_text())
+    foreign["device"]["fingerprint"]["cpu_model"] = "Imaginary CPU 9000"
+    (tmp_path / "speech-tiny-cpu-1t-fp32-00000000.json").write_text(json.dumps(foreign))
+    device, logged = get_device("cpu"), []
+    settings = BuildSettings(space="speech-tiny", input_seconds=0.5, protocols="quick", calibration_models=4,
+                             heldout_models=3)
+    path = table_for_this_machine(device, settings, tmp_path, progress=False, log=logged.append)
+    assert path == default_table_path(device.device_id, "speech-tiny", tmp_path) and "building it" in logged[0]
+    built = LatencyTable.load(path)
+    assert built.check_device() is None and built.space.name == "speech-tiny"
+    stamp, logged[:] = path.stat().st_mtime_ns, []
+    assert table_for_this_machine(device, settings, tmp_path, progress=False, log=logged.append) == path
+    assert path.stat().st_mtime_ns == stamp and not logged
 
 
 def test_estimate_prints_latency_and_params(table, tmp_path, tiny):

@@ -14,6 +14,7 @@ from predictnas.predictor import AccuracyPredictor, EvalRecord, FeatureSpec, SQL
 from predictnas.predictor.model import choose_rounds, fit_booster
 from predictnas.predictor.proxies import PROXIES, compute_proxies
 from predictnas.predictor.sampling import coverage_sample
+from predictnas.train import largest_arch
 from predictnas.space import get_space
 
 from commandline import run, start
@@ -72,6 +73,20 @@ def test_coverage_sample_puts_anchors_first():
     anchors = space.sample(2, np.random.default_rng(9))
     chosen = coverage_sample(space, 10, seed=0, anchors=anchors)
     assert np.array_equal(chosen[:2], anchors)
+
+
+def test_coverage_sample_around_a_centre_spans_every_distance_from_it():
+    """About half the rows from around the centre, at every distance; still distinct, valid, prefix-stable."""
+    space = get_space()
+    centre = space.encode(largest_arch(space))
+    first = coverage_sample(space, 200, seed=1, anchors=centre[None], centre=centre, pool_size=20_000)
+    assert np.array_equal(first, coverage_sample(space, 300, seed=1, anchors=centre[None], centre=centre,
+                                                 pool_size=20_000)[:200])
+    assert space.validate(first).all() and len(np.unique(space.row_keys(first))) == 200
+    changed = (first[1:] != centre).sum(axis=1)
+    uniform_changed = (space.sample(200, np.random.default_rng(1)) != centre).sum(axis=1)
+    near = changed < uniform_changed.min()  # closer than any uniform draw
+    assert 0.2 < near.mean() < 0.6 and changed.min() <= 3
 
 
 # ---- store contract ---------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from predictnas.space import get_space
 from predictnas.supernet import SubnetOutput, Supernet, load_supernet
 from predictnas.errors import PredictnasError
 from predictnas.train import (SandwichObjective, TrainConfig, autocast_dtype, distillation_loss, frontend_match_loss,
-                              full_size_variant, largest_arch, learning_rate, sandwich, smallest_arch, subnets_of_step)
+                              full_size_variant, largest_arch, learning_rate, near_largest, sandwich, smallest_arch,
+                              subnets_of_step)
 
 from commandline import REPO, run, start
 
@@ -124,10 +125,25 @@ def test_phases_of_the_schedule_and_the_precision_setting(space):
         assert arch.width == largest.width and arch.depth == largest.depth
         assert all(b.heads == largest.blocks[0].heads and b.ffn_dim == largest.blocks[0].ffn_dim for b in arch.blocks)
     assert len({a.frontend_kind for a in variants}) == 2 and len({a.connectivity for a in variants}) == 2
+    assert full_size_variant(space, np.random.default_rng(0), redraw=0.0) == largest
     assert autocast_dtype("fp32") is None and autocast_dtype("bf16") == torch.bfloat16
     assert autocast_dtype("auto") in (None, torch.bfloat16)
     with pytest.raises(PredictnasError, match="precision"):
         autocast_dtype("fp16")
+
+
+def test_the_sandwich_draws_subnets_at_every_distance_from_the_largest(space):
+    """Near the largest and far from it (a share of its genes redrawn, the share uniform per subnet)."""
+    teacher = space.encode(largest_arch(space))
+    rng = np.random.default_rng(0)
+    archs = near_largest(space, 200, rng)
+    changed = np.array([(space.encode(a) != teacher).sum() for a in archs])
+    uniform = np.array([(space.encode(a) != teacher).sum() for a in near_largest(space, 200, rng, redraw=1.0)])
+    assert (changed <= 3).sum() >= 10 and changed.max() >= np.median(uniform)
+    assert np.median(changed) < 0.75 * np.median(uniform)
+    assert near_largest(space, 3, rng, redraw=0.0) == [largest_arch(space)] * 3
+    with pytest.raises(PredictnasError, match="subnet_draw"):
+        subnets_of_step(TrainConfig(subnet_draw="nearest"), space, 0, rng)
 
 
 def test_front_end_matching_trains_the_depthwise_front_end_towards_the_full_one(space):

@@ -1,11 +1,13 @@
 """Dev-set accuracy of the largest, the smallest and N random subnets of a trained supernet.
 
-    python tools/eval_spread.py --run-dir runs/small [--random 20] [--seed 0] [--split dev | --manifest M.jsonl]
-                                [--dimensions] [--json spread.json]
+    python tools/eval_spread.py --run-dir runs/small [--random 20] [--near 20] [--seed 0]
+                                [--split dev | --manifest M.jsonl] [--dimensions] [--json spread.json]
 
 Shows whether the supernet serves the whole space and whether the spread between subnets is wide enough
 for an accuracy predictor to rank: WER per environment, CER, intent accuracy, parameters, and
-min / median / max over the random subnets. ``--manifest`` scores another evaluation set (a JSONL manifest,
+min / median / max over the random subnets (uniform draws from the space). ``--near N`` adds N subnets
+drawn as the sandwich draws them (the largest with a uniform share of its choices redrawn, see
+:func:`predictnas.train.near_largest`), summarized apart. ``--manifest`` scores another evaluation set (a JSONL manifest,
 e.g. the dev split of another corpus), so supernets trained on different corpora compare on the same one.
 ``--dimensions`` also scores the largest subnet with one dimension changed at a time (each other choice of
 each global gene; each block field set in every block): which choices the shared weights serve, and which
@@ -28,7 +30,7 @@ from predictnas.data.text import CharTokenizer
 from predictnas.evaluate import bind, evaluate
 from predictnas.experiment import load_split, load_trained_supernet
 from predictnas.space import BLOCK_FIELDS, CONV_FIELDS, GLOBAL_FIELDS, NO_CONV, Arch, SearchSpace
-from predictnas.train import largest_arch, smallest_arch
+from predictnas.train import largest_arch, near_largest, smallest_arch
 from benchutil import spread  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
@@ -52,10 +54,21 @@ def one_change_variants(space: SearchSpace, base: Arch) -> list[tuple[str, Arch]
     return variants
 
 
+def spread_of(rows: list[dict], environments: list[str]) -> dict:
+    """min / median / max of WER per environment and overall, CER and intent accuracy over ``rows``."""
+    summary = {}
+    for metric, key in [("wer", e) for e in environments + ["all"]] + [("cer", "all"), ("intent_accuracy", "all")]:
+        values = [r[metric][key] for r in rows]
+        if values:
+            summary[f"{metric}/{key}"] = spread(values)
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", default="runs/small")
     parser.add_argument("--random", type=int, default=20)
+    parser.add_argument("--near", type=int, default=0, help="subnets drawn as the sandwich draws them")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="dev")
     parser.add_argument("--manifest", help="evaluate on this JSONL manifest instead of the run's split")
@@ -73,6 +86,7 @@ def main() -> None:
     batches = epoch_batches(store, supernet.metadata["intents"], batch_seconds=120.0)
     archs = [("largest", largest_arch(space)), ("smallest", smallest_arch(space))]
     archs += [(f"random{i}", space.decode(g)) for i, g in enumerate(space.sample(args.random, np.random.default_rng(args.seed)))]
+    archs += [(f"near{i}", arch) for i, arch in enumerate(near_largest(space, args.near, np.random.default_rng(args.seed)))]
     if args.dimensions:
         archs += [(label, space.check(arch)) for label, arch in one_change_variants(space, largest_arch(space))]
 
@@ -88,19 +102,17 @@ def main() -> None:
         print(f"{label:<24}{params:>10,}{wers}{100 * result.wer['all']:>9.2f}{100 * result.cer['all']:>9.2f}"
               f"{100 * result.intent_accuracy['all']:>8.2f}{result.seconds:>8.1f}", flush=True)
 
-    random_rows = [r for r in rows if r["label"].startswith("random")]
-    summary = {}
-    for metric, key in [("wer", e) for e in environments + ["all"]] + [("intent_accuracy", "all")]:
-        values = [r[metric][key] for r in random_rows]
-        if values:
-            summary[f"{metric}/{key}"] = spread(values)
-    if summary:
-        print(f"\nover {len(random_rows)} random subnets (min / median / max, %):")
-    for name, s in summary.items():
-        print(f"  {name:<32}{100 * s['min']:>8.2f}{100 * s['median']:>8.2f}{100 * s['max']:>8.2f}")
+    summary = {group: spread_of([r for r in rows if r["label"].startswith(group)], environments)
+               for group in ("random", "near")}
+    for group, metrics in summary.items():
+        if metrics:
+            print(f"\nover {args.random if group == 'random' else args.near} {group} subnets (min / median / max, %):")
+        for name, s in metrics.items():
+            print(f"  {name:<32}{100 * s['min']:>8.2f}{100 * s['median']:>8.2f}{100 * s['max']:>8.2f}")
     if args.json_path:
         with open(args.json_path, "w") as f:
-            json.dump({"split": args.manifest or args.split, "rows": rows, "random_summary": summary}, f, indent=2)
+            json.dump({"split": args.manifest or args.split, "rows": rows, "random_summary": summary["random"],
+                       "near_summary": summary["near"]}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from .estimate import BYTES_PER_PARAM, LatencyEstimator, reference_frames
 from .keys import Frames, Key, enumerate_keys, every_block
 from .modules import entry_graph, null_graph, subnet_graph
 from .protocol import PROTOCOLS, Graph, Reference, measure, reference_graph
-from .table import Entry, LatencyTable
+from .table import LUT_DIR, Entry, LatencyTable, default_table_path
 
 # The space spans about 60x in latency, so no length gives exactly 5-150 ms. At 24 s (2401 feature frames,
 # 601 encoder frames) the slowest subnet stays near 150 ms (136 ms measured) and the fastest takes 2.2 ms
@@ -131,6 +131,24 @@ def build_lut(device: Device, settings: BuildSettings, out: str | Path, progress
     table.save(out)
     partial_path(out).unlink(missing_ok=True)
     return table
+
+
+def table_for_this_machine(device: Device, settings: BuildSettings, directory: Path = LUT_DIR,
+                           progress: bool = True, log: Callable[[str], None] | None = None) -> Path:
+    """The path of ``device``'s table of ``settings.space`` in ``directory`` for this machine's fingerprint;
+    built there first (where ``build-lut`` writes by default) when there is none yet, or only a partial one.
+
+    Why: latencies measured on another machine class do not hold here (the shipped tables came from one
+    with AVX-512 and AMX), and verify refuses their fingerprint; ``predictnas run`` measures once per device.
+    """
+    log = log or (lambda message: print(message, file=sys.stderr))
+    out = default_table_path(device.device_id, settings.space, directory)
+    if not out.exists():
+        log(f"no latency table of {device.name} measured on this machine ({device.device_id}) in {directory}: "
+            "building it (build-lut; several minutes, resumable)")
+        build_lut(device, settings, out, progress=progress, log=log,
+                  command=f"predictnas build-lut --device {device.name} --space {settings.space}")
+    return out
 
 
 def _sample_models(space: SearchSpace, settings: BuildSettings) -> tuple[list[Arch], list[Arch]]:

@@ -71,12 +71,13 @@ def supernet_info(supernet, path: Path, fingerprint: str) -> dict:
 
 def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0, supernet_path: Path | None = None,
                    estimator=None, repeat: int = 0, with_proxies: bool = True, progress: bool = True,
-                   store_path: Path | None = None) -> SampleSummary:
-    """Evaluate the first ``n`` subnets of the covering sample that the store does not hold yet."""
+                   store_path: Path | None = None, around_largest: bool = False) -> SampleSummary:
+    """Evaluate the first ``n`` subnets of the covering sample that the store does not hold yet
+    (with ``around_largest``, every second one from around the largest; see :func:`coverage_sample`)."""
     space, store, supernet_path = _open_store(run_dir, supernet_path, store_path, {"sample_seed": str(seed)})
     anchors = np.stack([space.encode(largest_arch(space)), space.encode(smallest_arch(space))])
     genes = coverage_sample(space, n, seed, cost=estimator.estimate if estimator is not None else None,
-                            anchors=anchors)
+                            anchors=anchors, centre=anchors[0] if around_largest else None)
     latencies = estimator.estimate(genes) if estimator is not None else [None] * len(genes)
     jobs = []
     for protocol, count in (("dev", n), (NOISE_PROTOCOL, min(repeat, n))):
