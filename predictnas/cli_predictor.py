@@ -26,9 +26,10 @@ run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path
               help="Latency table for the latency strata (default: the shipped cpu table, if it fits the space).")
 @click.option("--no-proxies", is_flag=True, help="Skip the zero-cost proxies.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the covering sample.")
-@click.option("--around-largest", is_flag=True,
+@click.option("--around-largest/--uniform-only", default=True, show_default=True,
               help="Every second subnet from around the largest (a random share of its choices redrawn, as the "
-                   "supernet trains them) instead of the uniform pool.")
+                   "supernet trains them) instead of the uniform pool; at equal size this ranks the subnets "
+                   "near the largest better and the uniform ones no worse (tools/predictor_pools.py).")
 @click.option("--no-progress", is_flag=True)
 def sample_command(n: int, run_dir: Path, supernet_path: Path | None, workers: int, repeat: int, lut_path: Path | None,
                    no_proxies: bool, seed: int, around_largest: bool, no_progress: bool) -> None:
@@ -96,6 +97,9 @@ def fit_command(run_dir: Path, features_text: str, folds: int, out_path: Path | 
                f"data {predictor.data_hash})")
 
 
+LABEL = 42  # the longest label: the noise ceiling's
+
+
 def _num(x, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -106,15 +110,15 @@ def format_report(report: dict) -> str:
         low, mid, high = (100 * v for v in entry["range"])
         lines.append(f"\n{target}  (min / median / max: {low:.1f} / {mid:.1f} / {high:.1f} %; "
                      f"{entry['trees']} trees by early stopping)")
-        lines.append(f"  {'predictor':<34}{'Kendall':>9}{'Spearman':>10}{'RMSE pts':>10}")
+        lines.append(f"  {'predictor':<{LABEL}}{'Kendall':>9}{'Spearman':>10}{'RMSE pts':>10}")
         for features, m in entry["cv"].items():
-            lines.append(f"  {'xgboost ' + features:<34}{_num(m['kendall_tau']):>9}{_num(m['spearman']):>10}"
+            lines.append(f"  {'xgboost ' + features:<{LABEL}}{_num(m['kendall_tau']):>9}{_num(m['spearman']):>10}"
                          f"{100 * m['rmse']:>10.2f}")
         for name, m in entry["baselines"].items():
-            lines.append(f"  {name + ' alone':<34}{_num(m['kendall_tau']):>9}{_num(m['spearman']):>10}{'':>10}")
+            lines.append(f"  {name + ' alone':<{LABEL}}{_num(m['kendall_tau']):>9}{_num(m['spearman']):>10}{'':>10}")
         ceiling = entry["noise_ceiling"]
         if ceiling:
-            lines.append(f"  {'noise ceiling (' + str(ceiling['subnets']) + ' subnets, dev vs test)':<34}"
+            lines.append(f"  {'noise ceiling (' + str(ceiling['subnets']) + ' subnets, dev vs test)':<{LABEL}}"
                          f"{_num(ceiling['kendall_tau']):>9}{_num(ceiling['spearman']):>10}{100 * ceiling['rmse']:>10.2f}")
         else:
             lines.append("  noise ceiling: not measured (run `predictnas sample --repeat 30`)")

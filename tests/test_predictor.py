@@ -14,8 +14,8 @@ from predictnas.predictor import AccuracyPredictor, EvalRecord, FeatureSpec, SQL
 from predictnas.predictor.model import choose_rounds, fit_booster
 from predictnas.predictor.proxies import PROXIES, compute_proxies
 from predictnas.predictor.sampling import coverage_sample
-from predictnas.train import largest_arch
-from predictnas.space import get_space
+from predictnas.train import largest_arch, smallest_arch
+from predictnas.space import SearchSpace, get_space
 
 from commandline import run, start
 
@@ -214,6 +214,25 @@ def test_a_killed_sample_run_resumes_without_losing_or_duplicating(env, sampled,
     assert len(rows) == len(set(rows)) == 16
     with SQLiteStore(sampled / "evals.sqlite") as full:
         assert {r[0] for r in rows} == {r.arch_id for r in full.records("dev")[:16]}
+
+
+def test_sample_draws_every_second_subnet_near_the_largest_unless_uniform_only(env, sampled, tmp_path):
+    with SQLiteStore(sampled / "evals.sqlite") as store:
+        space = SearchSpace(store.space_config())
+        stored = {r.arch_id for r in store.records("dev")}
+    anchors = np.stack([space.encode(largest_arch(space)), space.encode(smallest_arch(space))])
+
+    def ids(rows):
+        return {space.decode(row).arch_id for row in rows}
+
+    # the tiny space has no latency table, so parameters stand in for latency in the strata, as in `sample`
+    assert stored == ids(coverage_sample(space, 30, seed=0, anchors=anchors, centre=anchors[0]))
+    (tmp_path / "supernet.pt").symlink_to(sampled / "supernet.pt")
+    result = run(env, "sample", "--run-dir", tmp_path, "--n", 6, "--repeat", 0, "--uniform-only", "--no-proxies",
+                 "--no-progress")
+    assert result.returncode == 0, result.stderr
+    with SQLiteStore(tmp_path / "evals.sqlite") as store:
+        assert {r.arch_id for r in store.records("dev")} == ids(coverage_sample(space, 6, seed=0, anchors=anchors))
 
 
 # ---- fit and predict --------------------------------------------------------------------------------

@@ -71,9 +71,10 @@ def supernet_info(supernet, path: Path, fingerprint: str) -> dict:
 
 def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0, supernet_path: Path | None = None,
                    estimator=None, repeat: int = 0, with_proxies: bool = True, progress: bool = True,
-                   store_path: Path | None = None, around_largest: bool = False) -> SampleSummary:
+                   store_path: Path | None = None, around_largest: bool = True) -> SampleSummary:
     """Evaluate the first ``n`` subnets of the covering sample that the store does not hold yet
-    (with ``around_largest``, every second one from around the largest; see :func:`coverage_sample`)."""
+    (with ``around_largest``, the default, every second one from around the largest; see
+    :func:`coverage_sample`)."""
     space, store, supernet_path = _open_store(run_dir, supernet_path, store_path, {"sample_seed": str(seed)})
     anchors = np.stack([space.encode(largest_arch(space)), space.encode(smallest_arch(space))])
     genes = coverage_sample(space, n, seed, cost=estimator.estimate if estimator is not None else None,
