@@ -102,11 +102,11 @@ def main() -> None:
         print(f"{label:<24}{params:>10,}{wers}{100 * result.wer['all']:>9.2f}{100 * result.cer['all']:>9.2f}"
               f"{100 * result.intent_accuracy['all']:>8.2f}{result.seconds:>8.1f}", flush=True)
 
-    summary = {group: spread_of([r for r in rows if r["label"].startswith(group)], environments)
-               for group in ("random", "near")}
+    grouped = {group: [r for r in rows if r["label"].startswith(group)] for group in ("random", "near")}
+    summary = {group: spread_of(members, environments) for group, members in grouped.items()}
     for group, metrics in summary.items():
         if metrics:
-            print(f"\nover {args.random if group == 'random' else args.near} {group} subnets (min / median / max, %):")
+            print(f"\nover {len(grouped[group])} {group} subnets (min / median / max, %):")
         for name, s in metrics.items():
             print(f"  {name:<32}{100 * s['min']:>8.2f}{100 * s['median']:>8.2f}{100 * s['max']:>8.2f}")
     if args.json_path:

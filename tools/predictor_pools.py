@@ -62,13 +62,13 @@ def pool_labels(space: SearchSpace, records: list, seed: int, estimator) -> np.n
 def compare(x: np.ndarray, y: np.ndarray, labels: np.ndarray, folds: int, repeats: int) -> dict:
     """Kendall tau per (training set, test pool) and repeat, pooled over each repeat's held-out folds."""
     taus = {(t, p): [] for t in TRAINING_SETS for p in TEST_POOLS}
+    anchors = np.flatnonzero(labels == "anchor")
+    testable = np.flatnonzero(np.isin(labels, ("uniform", "around")))
     for repeat in range(repeats):
         rng = np.random.default_rng(repeat)
         predicted = {t: np.full(len(y), np.nan) for t in TRAINING_SETS}
-        testable = np.flatnonzero(np.isin(labels, ("uniform", "around")))
         for train, test in KFold(folds, shuffle=True, random_state=repeat).split(testable):
             train, test = testable[train], testable[test]
-            anchors = np.flatnonzero(labels == "anchor")
             uniform = train[labels[train] == "uniform"]
             chosen = {"uniform": uniform, "mixed": rng.choice(train, size=len(uniform), replace=False), "all": train}
             for name, rows in chosen.items():
