@@ -325,11 +325,12 @@ def _params_of(space: SearchSpace, arch: Arch) -> int:
     return int(param_counts(space, space.encode(arch)[None])[0])
 
 
-from .cli_predictor import fit_command, sample_command  # noqa: E402  (registered after the group exists)
+from .cli_predictor import calibrate_command, fit_command, sample_command  # noqa: E402  (registered after the group exists)
 from .cli_search import run_command, search_command, verify_command  # noqa: E402
 
 main.add_command(sample_command)
 main.add_command(fit_command)
+main.add_command(calibrate_command)
 main.add_command(search_command)
 main.add_command(verify_command)
 main.add_command(run_command)

@@ -72,8 +72,12 @@ def _estimator_for(run_dir: Path, supernet_path: Path | None, lut_path: Path | N
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the predictor (default: RUN_DIR/predictor.json).")
+@click.option("--rows", "max_rows", type=click.IntRange(min=1), default=None,
+              help="Fit on the first N evaluated subnets only, in the order stored (a sample's come before the ones "
+                   "a later `search --rescore` added).")
 @click.option("--json", "as_json", is_flag=True, help="Print the cross-validation report as JSON.")
-def fit_command(run_dir: Path, features_text: str, folds: int, out_path: Path | None, as_json: bool) -> None:
+def fit_command(run_dir: Path, features_text: str, folds: int, out_path: Path | None, max_rows: int | None,
+                as_json: bool) -> None:
     """Fit the XGBoost WER predictor on the store; print cross-validated rank metrics and baselines."""
     from .predictor.features import FeatureSpec
     from .predictor.fitting import fit_predictor
@@ -86,7 +90,8 @@ def fit_command(run_dir: Path, features_text: str, folds: int, out_path: Path | 
         raise PredictnasError(f"{store_path}: no evaluated subnets (run `predictnas sample --run-dir {run_dir}` first)")
     with SQLiteStore(store_path) as store:
         space = SearchSpace(store.space_config())
-        predictor, report = fit_predictor(store, space, FeatureSpec.parse(features_text, space.config), folds)
+        predictor, report = fit_predictor(store, space, FeatureSpec.parse(features_text, space.config), folds,
+                                          max_rows=max_rows)
     out_path = out_path or run_dir / "predictor.json"
     predictor.save(out_path)
     if as_json:
@@ -123,3 +128,38 @@ def format_report(report: dict) -> str:
         else:
             lines.append("  noise ceiling: not measured (run `predictnas sample --repeat 30`)")
     return "\n".join(lines)
+
+
+@click.command("calibrate")
+@click.argument("verify_paths", metavar="VERIFY.json...", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@run_dir_option
+@click.option("--supernet", "supernet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Supernet the verified models were fine-tuned from (default: RUN_DIR/supernet.pt).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the calibration (default: RUN_DIR/finetune.json).")
+@click.option("--no-progress", is_flag=True)
+def calibrate_command(verify_paths: tuple[Path, ...], run_dir: Path, supernet_path: Path | None, workers: int,
+                      out_path: Path | None, no_progress: bool) -> None:
+    """Fit the line from shared-weight CER to the WER verify measures after fine-tuning, on verified models.
+
+    `search --finetune-calibration` then optimizes that fine-tuned WER. Each model's dev CER with the
+    supernet's weights is read from (or evaluated into) the run's store.
+    """
+    from .predictor.finetune import calibrate
+
+    calibration = calibrate(run_dir, list(verify_paths), supernet_path, workers, progress=not no_progress)
+    out_path = out_path or run_dir / "finetune.json"
+    calibration.save(out_path)
+    click.echo(f"  {'model':<14}{'arch_id':<18}{'shared-weight CER %':>20}{'fine-tuned WER %':>18}{'line %':>8}")
+    for m in calibration.models:
+        line = 100 * calibration(m["shared_cer"])
+        click.echo(f"  {m['name']:<14}{m['arch_id']:<18}{100 * m['shared_cer']:>20.2f}{100 * m['finetuned_wer']:>18.2f}"
+                   f"{line:>8.2f}")
+    loo = calibration.leave_one_out
+    click.echo(f"fine-tuned WER = {calibration.slope:.3f} x shared-weight CER {calibration.intercept:+.3f} over "
+               f"{len(calibration.models)} models ({calibration.recipe['finetune_steps']} steps"
+               f"{' from scratch' if calibration.recipe['from_scratch'] else ''}); leave-one-out |error| median "
+               f"{loo['median_points']:.2f}, max {loo['max_points']:.2f} points")
+    click.echo(f"wrote {out_path}")

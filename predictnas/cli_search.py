@@ -26,8 +26,14 @@ SHIPPED_PREDICTORS = Path(__file__).resolve().parents[1] / "data" / "predictor"
               help="Measure the N best candidates with the supernet's weights (dev set) and pick the top-k by "
                    "measured WER; the evaluations join the run's store.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes for --rescore.")
+@click.option("--time-finalists", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Time the N best candidates on this machine with the table's protocol and pick only those within "
+                   "the budget (the table must be this machine's). With --rescore M, max(M, N) finalists get both.")
 @click.option("--predictor", "predictor_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="predictor.json (default: RUN_DIR/predictor.json, else the shipped one for the space).")
+@click.option("--finetune-calibration", "calibration_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Optimize the WER verify will measure after fine-tuning: the predictor's shared-weight "
+                                 "CER through this calibration (made by `predictnas calibrate`).")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/default"), show_default=True)
 @click.option("--lut", "lut_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Latency table (default: the shipped table of --device).")
@@ -38,9 +44,11 @@ SHIPPED_PREDICTORS = Path(__file__).resolve().parents[1] / "data" / "predictor"
 @click.option("--no-progress", is_flag=True)
 def search_command(budget: str, lam: float, max_params: str | None, max_memory: str | None, top_k: int, pareto: bool,
                    environment: str | None, generations: int | None, seconds: float, seed: int, population: int | None,
-                   rescore: int, workers: int, predictor_path: Path | None, run_dir: Path, lut_path: Path | None, device_name: str,
+                   rescore: int, workers: int, time_finalists: int, predictor_path: Path | None,
+                   calibration_path: Path | None, run_dir: Path, lut_path: Path | None, device_name: str,
                    allow_hardware_gap: bool, out_path: Path | None, no_progress: bool) -> None:
     """Genetic search for the most accurate models under a latency budget; writes top.json."""
+    import statistics
     import sys
 
     from .errors import PredictnasError
@@ -52,7 +60,7 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
         budget_ms=parse_latency_ms(budget), lam=lam, max_params=parse_count(max_params) if max_params else None,
         max_memory_bytes=parse_bytes(max_memory) if max_memory else None, top_k=top_k, pareto=pareto,
         environment=environment, generations=generations, seconds=seconds, seed=seed, population=population,
-        rescore=rescore)
+        rescore=rescore, time_finalists=time_finalists)
     if predictor_path is None:
         from .space import DEFAULT_SPACE
 
@@ -63,33 +71,47 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
     predictor = AccuracyPredictor.load(predictor_path)
     table = LatencyTable.load(lut_path or find_table(device_name, predictor.space.config.name))
     out_path = out_path or run_dir / "top.json"
+    finetune = None
+    if calibration_path:
+        from .predictor.finetune import SOURCE, FinetuneCalibration
+
+        finetune = FinetuneCalibration.load(calibration_path)
     measure = None
     if rescore:
         from .latency.estimate import LatencyEstimator
-        from .predictor.runner import wer_meter
+        from .predictor.runner import supernet_meter
 
         supernet = (predictor.supernet or {}).get("path") or run_dir / "supernet.pt"
-        measure = wer_meter(predictor.target_for(environment), supernet, workers, LatencyEstimator(table),
-                            not no_progress)
+        measure = supernet_meter(SOURCE if finetune else predictor.target_for(environment), supernet, workers,
+                            LatencyEstimator(table), not no_progress)
     bundle = run_search(settings, table, predictor, out_path, predictor_path, allow_hardware_gap, not no_progress,
                         command=" ".join(["predictnas"] + sys.argv[1:]), log=lambda m: click.echo(m, err=True),
-                        measure=measure)
+                        measure=measure, finetune=finetune)
     stats = bundle.search
     click.echo(f"{stats['candidates']:,} candidates scored in {stats['seconds']:.1f} s "
                f"({stats['candidates_per_second']:,.0f}/s, {stats['generations']} generations); budget "
                f"{settings.budget_ms:g} ms on {table.device_id} (fastest reachable {stats['fastest_ms']:.1f} ms)")
     if "rescored" in stats:
-        measured, predicted = ([100 * f[key] for f in stats["finalists"]] for key in ("supernet_wer", "wer"))
+        key, what = ("finetuned_wer", "fine-tuned WER from their dev CER") if finetune else ("supernet_wer", "dev WER")
+        measured, predicted = ([100 * f[k] for f in stats["finalists"]] for k in (key, "wer"))
         click.echo(f"measured {stats['rescored']} finalists with the supernet in {stats['rescore_seconds']:.1f} s: "
-                   f"dev WER {min(measured):.2f}-{max(measured):.2f} % (predicted {min(predicted):.2f}-"
+                   f"{what} {min(measured):.2f}-{max(measured):.2f} % (predicted {min(predicted):.2f}-"
                    f"{max(predicted):.2f} %); the predictor's favourite measured {measured[0]:.2f} %")
-    click.echo(f"  {'rank':<5}{'arch_id':<18}{'WER %':>7}{'supernet WER %':>16}{'latency ms':>12}{'params':>12}"
-               f"{'reward':>9}")
+    if "timed" in stats:
+        ratios = [f["measured_latency_ms"] / f["latency_ms"] for f in stats["finalists"]]
+        within = sum(f["measured_latency_ms"] <= settings.budget_ms for f in stats["finalists"])
+        click.echo(f"timed {stats['timed']} finalists on this machine in {stats['timing_seconds']:.1f} s: timed / table "
+                   f"latency {min(ratios):.2f}-{max(ratios):.2f} (median {statistics.median(ratios):.2f}); "
+                   f"{within} within the budget")
+    measured_key = "finetuned_wer" if finetune else "supernet_wer"
+    click.echo(f"  {'rank':<5}{'arch_id':<18}{'WER %':>7}{'measured WER %':>16}{'latency ms':>12}{'timed ms':>10}"
+               f"{'params':>12}{'reward':>9}")
     for c in bundle.candidates:
         p = c.predicted
-        measured = f"{100 * p['supernet_wer']:.2f}" if "supernet_wer" in p else "-"
+        measured = f"{100 * p[measured_key]:.2f}" if measured_key in p else "-"
+        timed = f"{p['measured_latency_ms']:.2f}" if "measured_latency_ms" in p else "-"
         click.echo(f"  {c.rank:<5}{c.arch.arch_id:<18}{100 * p['wer']:>7.2f}{measured:>16}{p['latency_ms']:>12.2f}"
-                   f"{int(p['params']):>12,}{p['reward']:>9.4f}")
+                   f"{timed:>10}{int(p['params']):>12,}{p['reward']:>9.4f}")
     click.echo(f"wrote {out_path}, {out_path.parent / 'pareto.json'}, {out_path.parent / 'pareto.png'}")
 
 

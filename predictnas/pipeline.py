@@ -41,7 +41,7 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
     from .latency.table import LatencyTable
     from .predictor import AccuracyPredictor, FeatureSpec, SQLiteStore
     from .predictor.fitting import fit_predictor
-    from .predictor.runner import STORE, sample_subnets, wer_meter
+    from .predictor.runner import STORE, sample_subnets, supernet_meter
     from .search.job import SearchSettings, parse_latency_ms, run_search
     from .space import SearchSpace
     from .verify import VerifySettings, run_verify, shipped_baselines
@@ -68,10 +68,13 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
         log(f"[5/6] search: {top} exists, kept (delete it to search again)")
     else:
         log(f"[5/6] searching under {budget_ms:g} ms for {settings.search_seconds:g} s")
-        measure = wer_meter(predictor.target_for(None), run_dir / "supernet.pt", settings.workers,
+        measure = supernet_meter(predictor.target_for(None), run_dir / "supernet.pt", settings.workers,
                             LatencyEstimator(table), progress) if settings.rescore else None
+        # this machine's table (unless --lut named another's): its finalists can be timed here
+        timing = table.check_device(allow_mismatch=True) is None
         run_search(SearchSettings(budget_ms=budget_ms, top_k=settings.top_k, seconds=settings.search_seconds,
-                                  rescore=settings.rescore),
+                                  rescore=settings.rescore,
+                                  time_finalists=settings.rescore if timing else 0),
                    table, predictor, top, run_dir / "predictor.json", progress=progress, command="predictnas run",
                    log=log, measure=measure)
     if settings.verify:

@@ -25,12 +25,14 @@ def summarize(verification: dict) -> dict:
     summary: dict = {}
     nas = [m for m in models if m["kind"] == "nas"]
     baselines = [m for m in models if m["kind"] == "baseline"]
+    finetuned = predicts_finetuned(verification)
     for m in nas:
         measured_ms = m["measured"]["latency"]["ms"]
         m["budget_met"] = None if budget is None else bool(measured_ms <= budget * BUDGET_TOLERANCE)
-        predicted_wer = m["predicted"].get("wer")
+        predicted_wer = predicted_wer_of(m)
         m["wer_error_points"] = None if predicted_wer is None else 100 * (m["measured"]["wer"]["all"] - predicted_wer)
-        m["inherited_wer_error_points"] = (None if predicted_wer is None
+        # shared-weight predictions are of the inherited WER; calibrated ones are not
+        m["inherited_wer_error_points"] = (None if predicted_wer is None or finetuned
                                            else 100 * (m["inherited"]["wer"]["all"] - predicted_wer))
     if len(models) >= 3:
         tau = kendalltau([m["inherited"]["wer"]["all"] for m in models], [m["measured"]["wer"]["all"] for m in models])[0]
@@ -48,6 +50,18 @@ def summarize(verification: dict) -> dict:
         summary["nas_matching_best_baseline"] = None if fastest is None else {
             "name": fastest["name"], "latency_ratio": fastest["measured"]["latency"]["ms"] / best_base["measured"]["latency"]["ms"]}
     return summary
+
+
+def predicts_finetuned(verification: dict) -> bool:
+    """Whether the search predicted fine-tuned WER (``search --finetune-calibration``), not shared-weight WER."""
+    return str((verification.get("predictor") or {}).get("target", "")).startswith("finetuned")
+
+
+def predicted_wer_of(model: dict) -> float | None:
+    """The search's best prediction of the WER verify measures: from the finalist's measured shared-weight CER
+    where the search rescored it through a calibration, else the predictor's."""
+    predicted = model["predicted"]
+    return predicted.get("finetuned_wer", predicted.get("wer"))
 
 
 def write_report(verification: dict, out: Path) -> None:
@@ -70,7 +84,8 @@ def markdown(v: dict) -> str:
     mode = "from scratch" if settings["from_scratch"] else "fine-tuned from supernet weights"
     budget = "-" if v.get("budget_ms") is None else f"{v['budget_ms']:g} ms"
     lines.append(f"Device `{v['device']['id']}`, {settings['finetune_steps']} training steps per model ({mode}), "
-                 f"{settings['split']} split (unseen voices). Latency budget: {budget}.")
+                 f"{settings['split']} split (unseen voices). Latency budget: {budget}. Predicted WER: "
+                 f"{'after fine-tuning (calibrated)' if predicts_finetuned(v) else 'with the supernet weights'}.")
     for w in v.get("warnings", []):
         lines.append(f"\n> warning: {w}")
     lines += ["", "| model | params | " + " | ".join(f"WER {e} %" for e in environments) +
@@ -82,7 +97,7 @@ def markdown(v: dict) -> str:
         lines.append(
             f"| {m['name']} | {m['params']:,} | " + " | ".join(_pct(meas["wer"].get(e)) for e in environments) +
             f" | {_pct(meas['wer']['all'])} | {_pct(meas['intent_accuracy']['all'])} | {meas['latency']['ms']:.2f} | "
-            f"{m['predicted'].get('latency_ms', m['lut_latency_ms']):.2f} | {_pct(m['predicted'].get('wer'))} | "
+            f"{m['predicted'].get('latency_ms', m['lut_latency_ms']):.2f} | {_pct(predicted_wer_of(m))} | "
             f"{_pct(m['inherited']['wer']['all'])} | {m['training']['seconds']:.0f} |")
     s = v.get("summary", {})
     lines.append("")
@@ -128,9 +143,9 @@ def plot(v: dict, out: Path) -> None:
     ax.plot(lim, lim, "k--", lw=1)
     ax.set(xlabel="predicted latency (ms)", ylabel="measured latency (ms)", title="latency")
     ax = axes[1]
-    nas = [i for i, m in enumerate(models) if m["predicted"].get("wer") is not None]
+    nas = [i for i, m in enumerate(models) if predicted_wer_of(m) is not None]
     if nas:
-        pw = np.array([100 * models[i]["predicted"]["wer"] for i in nas])
+        pw = np.array([100 * predicted_wer_of(models[i]) for i in nas])
         ax.scatter(pw, measured_wer[nas], c="tab:blue", label="fine-tuned")
         ax.scatter(pw, [100 * models[i]["inherited"]["wer"]["all"] for i in nas], c="tab:gray", marker="x",
                    label="supernet weights")

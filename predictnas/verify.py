@@ -34,7 +34,7 @@ from .experiment import load_split, load_trained_supernet
 from .io import read_json, write_json
 from .latency.devices import fingerprint_mismatch, get_device
 from .latency.estimate import LatencyEstimator
-from .latency.protocol import PROTOCOLS, Graph, Reference, measure, reference_graph
+from .latency.protocol import PROTOCOLS, Graph, ModelTimer
 from .latency.table import LatencyTable
 from .space import Arch, SearchSpace
 from .supernet import Subnet, SubnetOutput, load_subnet, save_subnet
@@ -182,13 +182,9 @@ def _trained(arch: Arch, supernet, settings: VerifySettings, run_dir: Path, prog
 
 def _measure_latency(device, onnx_bytes: bytes, table: LatencyTable, n_mels: int, protocols: str) -> dict:
     """The table's whole-model protocol on the table's reference input (ms, normalised like the table)."""
-    protocol = PROTOCOLS[protocols]
     features = np.random.default_rng(0).standard_normal((1, table.frames.input, n_mels), dtype=np.float32)
-    graph = Graph(onnx_bytes, {INPUT_NAME: features})
-    kwargs = {}
-    if protocol.normalize:
-        kwargs = {"reference": Reference(device, reference_graph()), "reference_ms": table.reference_ms}
-    m = measure(device, graph, protocol.model, **kwargs)
+    m = ModelTimer(device, PROTOCOLS[protocols], table.reference_ms).time(Graph(onnx_bytes, {INPUT_NAME: features}),
+                                                                          prepared=True)
     return {"ms": m.ms, "median_ms": m.median_ms, "p90_ms": m.p90_ms, "cv": m.cv, "runs": m.runs,
             "sessions": m.sessions, "protocol": protocols}
 
@@ -246,6 +242,7 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
         results.append(verify_model(model, supernet, table, estimator, test, settings, out, progress))
     verification = {"bundle": str(Path(bundle_path).resolve()), "settings": dataclasses.asdict(settings),
                     "device": table.device, "lut": table.source, "warnings": warnings,
-                    "budget_ms": bundle.objective.get("budget_ms"), "search": bundle.search, "models": results}
+                    "budget_ms": bundle.objective.get("budget_ms"), "predictor": bundle.predictor, "search": bundle.search,
+                    "models": results}
     write_report(verification, out)
     return verification

@@ -14,11 +14,13 @@ import pytest
 
 from predictnas.bundle import Bundle
 from predictnas.complexity import param_counts
-from predictnas.space import SearchSpace
-from predictnas.search import Scores
-from predictnas.search.job import distinct_picks, parse_bytes, parse_count, parse_latency_ms
+from predictnas.space import SearchSpace, get_space
+from predictnas.search import Problem, Scores
+from predictnas.search.job import (SearchSettings, distinct_picks, parse_bytes, parse_count, parse_latency_ms,
+                                   pick_measured)
 from predictnas.errors import PredictnasError
-from predictnas.predictor import SQLiteStore
+from predictnas.predictor import AccuracyPredictor, SQLiteStore
+from predictnas.predictor.finetune import FinetuneCalibration
 
 from commandline import REPO, one_error_line, run, start
 
@@ -119,6 +121,50 @@ def test_rescoring_measures_the_finalists_with_the_supernet_and_picks_by_the_mea
     assert reward(*picks[0]) == max(reward(f["arch_id"], f["latency_ms"]) for f in finalists)
 
 
+def test_timing_the_finalists_picks_by_measured_latency_within_the_budget(env, experiment, tmp_path):
+    budget = budget_ms(experiment)
+    out = tmp_path / "top.json"
+    result = search(env, experiment, "--budget", f"{budget}ms", "--generations", 3, "--population", 100, "--top-k", 2,
+                    "--time-finalists", 5, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "timed 5 finalists on this machine" in result.stdout
+    bundle = Bundle.load(out)
+    finalists = bundle.search["finalists"]
+    assert bundle.search["timed"] == 5 and len(finalists) == 5 and "rescored" not in bundle.search
+    assert all(f["measured_latency_ms"] > 0 for f in finalists)
+    lam = bundle.objective["lambda"]
+    within = {f["arch_id"]: -f["wer"] - lam * np.log(f["measured_latency_ms"])
+              for f in finalists if f["measured_latency_ms"] <= budget}
+    picks = [c.arch.arch_id for c in bundle.candidates]
+    assert picks == sorted(within, key=within.get, reverse=True)[:2]
+    for c in bundle.candidates:  # the table's estimate stays beside the timing, and the reward is the timing's
+        timed = next(f for f in finalists if f["arch_id"] == c.arch.arch_id)
+        assert c.predicted["latency_ms"] == pytest.approx(timed["latency_ms"])
+        assert c.predicted["measured_latency_ms"] == pytest.approx(timed["measured_latency_ms"])
+        assert c.predicted["reward"] == pytest.approx(within[c.arch.arch_id])
+
+
+def test_timing_on_another_machine_than_the_tables_is_refused(env, experiment, tmp_path):
+    table = json.loads(experiment["lut"].read_text())
+    table["device"]["fingerprint"]["cpu_model"] = "Some Other CPU"
+    other = tmp_path / "other-lut.json"
+    other.write_text(json.dumps(table))
+    one_error_line(run(env, "search", "--run-dir", experiment["run_dir"], "--lut", other, "--allow-hardware-gap",
+                       "--budget", f"{budget_ms(experiment)}ms", "--generations", 2, "--population", 50,
+                       "--time-finalists", 3, "--out", tmp_path / "top.json"), "measured on other hardware")
+    assert not (tmp_path / "top.json").exists()
+
+
+def test_finalists_that_all_time_over_the_budget_are_an_error_not_a_pick():
+    space = get_space("speech-tiny")
+    problem = Problem(space, lambda genes: None, lambda genes: np.full(len(genes), 5.0), latency_budget_ms=10.0)
+    settings = SearchSettings(budget_ms=10.0, top_k=2)
+    timed = Scores(wer=np.array([0.3, 0.2, 0.4, 0.5]), latency_ms=np.array([9.0, 10.5, 8.0, 7.0]))
+    assert pick_measured(problem, timed, settings).tolist() == [0, 2]  # row 1 is best but ran over
+    with pytest.raises(PredictnasError, match="none of the 2 finalists ran within 10 ms"):
+        pick_measured(problem, timed.take(np.array([1, 1])), settings)
+
+
 def test_search_refuses_impossible_budgets_and_other_spaces(env, experiment, tmp_path):
     one_error_line(search(env, experiment, "--budget", "0.0005ms", "--generations", 1),
                    "below the fastest latency this space reaches")
@@ -176,6 +222,47 @@ def test_verify_measures_compares_and_reports(env, experiment, bundle_path, tmp_
     assert "kendall_inherited_vs_finetuned" in report["summary"] and "best_baseline" in report["summary"]
     assert "| nas-1 |" in (out / "report.md").read_text()
     assert (out / "verify.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_calibrate_on_verified_models_then_search_for_their_finetuned_wer(env, experiment, bundle_path, tmp_path):
+    space = get_space("speech-tiny")
+    baselines = []
+    for i, arch in enumerate(space.covering()[:2]):  # hand-made models beside the picks: >= 3 distinct models
+        baselines += ["--baseline", tmp_path / f"hand-{i}.json"]
+        (tmp_path / f"hand-{i}.json").write_text(arch.to_json())
+    out = tmp_path / "verify"
+    assert verify(env, experiment, bundle_path, out, *baselines).returncode == 0
+    verified = {m["arch_id"]: m["measured"]["wer"]["all"] for m in json.loads((out / "verify.json").read_text())["models"]}
+    calibration_path = tmp_path / "finetune.json"
+    result = run(env, "calibrate", out / "verify.json", "--run-dir", experiment["run_dir"], "--out", calibration_path,
+                 "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "leave-one-out |error| median" in result.stdout
+    calibration = FinetuneCalibration.load(calibration_path)
+    with SQLiteStore(experiment["run_dir"] / "evals.sqlite") as store:  # the shared-weight dev CER of each model
+        shared = {r.arch_id: r.cer["all"] for r in store.records("dev")}
+    rows = {m["arch_id"]: (m["shared_cer"], m["finetuned_wer"]) for m in calibration.models}
+    assert rows == {a: (shared[a], wer) for a, wer in verified.items()}
+    cer, wer = np.array(list(rows.values())).T
+    assert (calibration.slope, calibration.intercept) == pytest.approx(tuple(np.polyfit(cer, wer, 1)))
+
+    top = tmp_path / "search" / "top.json"
+    result = search(env, experiment, "--budget", f"{budget_ms(experiment)}ms", "--generations", 3, "--population", 100,
+                    "--top-k", 2, "--rescore", 4, "--finetune-calibration", calibration_path, "--out", top)
+    assert result.returncode == 0, result.stderr
+    bundle = Bundle.load(top)
+    assert bundle.predictor["target"].startswith("finetuned") and bundle.predictor["finetune"]["models"] == len(rows)
+    predictor = AccuracyPredictor.load(experiment["run_dir"] / "predictor.json")
+    with SQLiteStore(experiment["run_dir"] / "evals.sqlite") as store:  # now with the finalists' evaluations
+        shared = {r.arch_id: r.cer["all"] for r in store.records("dev")}
+    for c in bundle.candidates:  # predicted: the predictor's CER through the line; rescored: the measured CER
+        genes = space.encode(c.arch)[None]
+        assert c.predicted["wer"] == pytest.approx(calibration(predictor.predict(genes, "cer/all"))[0], rel=1e-5)
+        assert c.predicted["supernet_cer"] == shared[c.arch.arch_id]
+        assert c.predicted["finetuned_wer"] == pytest.approx(calibration([c.predicted["supernet_cer"]])[0])
+    one_error_line(search(env, experiment, "--budget", f"{budget_ms(experiment)}ms", "--generations", 2,
+                          "--finetune-calibration", calibration_path, "--environment", "quiet_home",
+                          "--out", tmp_path / "env" / "top.json"), "estimates WER over every environment")
 
 
 def test_verify_resumes_after_a_kill_and_keeps_finished_models(env, experiment, bundle_path, tmp_path):

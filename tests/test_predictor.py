@@ -11,6 +11,7 @@ import pytest
 
 from predictnas.errors import PredictnasError
 from predictnas.predictor import AccuracyPredictor, EvalRecord, FeatureSpec, SQLiteStore
+from predictnas.predictor.fitting import data_hash
 from predictnas.predictor.model import choose_rounds, fit_booster
 from predictnas.predictor.proxies import PROXIES, compute_proxies
 from predictnas.predictor.sampling import coverage_sample
@@ -272,6 +273,16 @@ def test_early_stopping_fits_many_trees_to_a_signal_and_few_to_noise():
     assert noise_rounds < 60 < signal_rounds
     assert fit_booster(x, signal_y).num_boosted_rounds() == signal_rounds
     assert fit_booster(x, noise_y, rounds=7).num_boosted_rounds() == 7
+
+
+def test_fit_on_the_first_rows_stored_only(env, sampled, tmp_path):
+    result = run(env, "fit", "--run-dir", sampled, "--rows", 12, "--folds", 3, "--out", tmp_path / "p.json")
+    assert result.returncode == 0, result.stderr
+    assert "(12 subnets" in result.stdout
+    with SQLiteStore(sampled / "evals.sqlite") as store:
+        first = store.records("dev")[:12]
+    predictor = AccuracyPredictor.load(tmp_path / "p.json")
+    assert predictor.n_rows == 12 and predictor.data_hash == data_hash(first, predictor.targets)
 
 
 def test_a_proxy_predictor_refuses_gene_matrices(env, sampled, tmp_path):

@@ -35,7 +35,7 @@ from .devices import Device
 from .estimate import BYTES_PER_PARAM, LatencyEstimator, reference_frames
 from .keys import Frames, Key, enumerate_keys, every_block
 from .modules import entry_graph, null_graph, subnet_graph
-from .protocol import PROTOCOLS, Graph, Reference, measure, reference_graph
+from .protocol import PROTOCOLS, Graph, ModelTimer, measure
 from .table import LUT_DIR, Entry, LatencyTable, default_table_path
 
 # The space spans about 60x in latency, so no length gives exactly 5-150 ms. At 24 s (2401 feature frames,
@@ -85,9 +85,10 @@ def build_lut(device: Device, settings: BuildSettings, out: str | Path, progress
     work = {"heldout_first": heldout_archs, "calibration": calibration_archs, "heldout_second": heldout_archs}
     todo = (sum(k not in state.entries for k in keys)
             + sum(len(archs) - len(state.models[phase]) for phase, archs in work.items()))  # + 2 extremes, later
-    reference = Reference(device, reference_graph())
+    timer = ModelTimer(device, protocols, state.reference_ms)
+    reference = timer.reference
     if state.reference_ms is None:
-        state.reference_ms = reference.nominal_ms(protocols.reference_runs)
+        state.reference_ms = timer.reference_ms
         state.save(force=True)
 
     from tqdm import tqdm
@@ -98,8 +99,7 @@ def build_lut(device: Device, settings: BuildSettings, out: str | Path, progress
             bar.set_postfix_str(phase.replace("_", " "))
             for arch in work[phase][len(state.models[phase]):]:
                 graph = subnet_graph(arch, space.config, frames.input)
-                m = measure(device, Graph(device.prepare(graph.model), graph.feeds), protocols.model,
-                            **({"reference": reference, "reference_ms": state.reference_ms} if protocols.normalize else {}))
+                m = timer.time(graph)
                 state.models[phase].append({"arch": arch.to_dict(), "arch_id": arch.arch_id, "params": graph.params,
                                             "measurement": m.to_dict(), "attempt": state.attempt})
                 bar.update()

@@ -222,3 +222,21 @@ def _time_session(device: Device, graph: Graph, protocol: Protocol, partner) -> 
         times.append(_time_once(session, graph.feeds))
         partner_times.append(_time_once(*partner) if partner is not None else 0.0)
     return np.array(times), np.array(partner_times)
+
+
+class ModelTimer:
+    """Whole models timed with a protocol set's model protocol on ``device``. With a normalizing set, each
+    session is bracketed by the reference and scaled to ``reference_ms``: the nominal reference latency of
+    the table the timings will be compared with (measured now when not given, as a table build does)."""
+
+    def __init__(self, device: Device, protocols: Protocols, reference_ms: float | None = None,
+                 reference: Reference | None = None):
+        self.device, self.protocols = device, protocols
+        self.reference = reference or Reference(device, reference_graph())
+        self.reference_ms = reference_ms if reference_ms is not None else self.reference.nominal_ms(protocols.reference_runs)
+
+    def time(self, graph: Graph, prepared: bool = False) -> Measurement:
+        """``graph`` as exported (``prepared``: already in the device's format, e.g. quantized)."""
+        model = graph.model if prepared else self.device.prepare(graph.model)
+        normalized = {"reference": self.reference, "reference_ms": self.reference_ms} if self.protocols.normalize else {}
+        return measure(self.device, Graph(model, graph.feeds), self.protocols.model, **normalized)

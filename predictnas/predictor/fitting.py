@@ -87,9 +87,10 @@ def data_hash(records: list[EvalRecord], targets: list[str]) -> str:
 
 
 def fit_predictor(store: EvalStore, space: SearchSpace, spec: FeatureSpec, folds: int = 5,
-                  compare: bool = True) -> tuple[AccuracyPredictor, dict]:
-    """Cross-validate and fit one booster per WER target; returns the predictor and the report."""
-    records = store.records("dev")
+                  compare: bool = True, max_rows: int | None = None) -> tuple[AccuracyPredictor, dict]:
+    """Cross-validate and fit one booster per target on the store's dev rows (the first ``max_rows`` of
+    them, in the order stored, if given); returns the predictor and the report."""
+    records = store.records("dev")[:max_rows]
     if len(records) < MIN_ROWS:
         raise PredictnasError(f"the store holds {len(records)} evaluated subnets; fitting needs at least "
                               f"{MIN_ROWS} (run `predictnas sample` first)")

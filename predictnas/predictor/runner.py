@@ -116,21 +116,21 @@ def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supe
     return [by_id[a.arch_id] for a in archs]
 
 
-def wer_meter(target: str, supernet_path: str | Path, workers: int = 1, estimator=None,
+def supernet_meter(target: str, supernet_path: str | Path, workers: int = 1, estimator=None,
               progress: bool = True) -> Callable[[np.ndarray], np.ndarray]:
-    """``genes -> WER`` on ``target`` (``"wer/<environment>"`` or ``"wer/all"``, as a predictor names it),
-    measured on the dev set with the weights of ``supernet_path`` (its folder is the run directory, whose
-    store receives the evaluations)."""
+    """``genes -> WER`` (or CER) on ``target`` (``"wer/<environment>"``, ``"cer/<environment>"``, as a
+    predictor names them), measured on the dev set with the weights of ``supernet_path`` (its folder is
+    the run directory, whose store receives the evaluations)."""
     kind, _, environment = target.partition("/")
-    if kind != "wer" or not environment:
-        raise PredictnasError(f"cannot measure target {target!r}: expected wer/<environment>")
+    if kind not in ("wer", "cer") or not environment:
+        raise PredictnasError(f"cannot measure target {target!r}: expected wer/<environment> or cer/<environment>")
     supernet_path = Path(supernet_path)
     if not supernet_path.exists():
         raise PredictnasError(f"{supernet_path}: no supernet to measure the finalists with")
 
     def measure(genes: np.ndarray) -> np.ndarray:
         records = evaluate_rows(supernet_path.parent, genes, workers, supernet_path, estimator, progress)
-        return np.array([r.wer[environment] for r in records], dtype=np.float64)
+        return np.array([getattr(r, kind)[environment] for r in records], dtype=np.float64)
 
     return measure
 

@@ -21,6 +21,8 @@ from ..errors import PredictnasError
 from ..io import atomic_path, write_json
 from ..latency.estimate import LatencyEstimator
 from ..latency.table import LatencyTable
+from ..latency.timing import time_architectures
+from ..predictor.finetune import SOURCE as FINETUNE_SOURCE
 from .ga import GeneticAlgorithm
 from .minimize import minimize
 from .nsga2 import NSGA2
@@ -69,6 +71,7 @@ class SearchSettings:
     seed: int = 0
     population: int | None = None
     rescore: int = 0  # finalists measured with the supernet's weights before the top-k is chosen
+    time_finalists: int = 0  # finalists timed on this machine; the budget then holds for their timings
 
 
 class ScannedSample:
@@ -89,6 +92,24 @@ class ScannedSample:
             thin = self.rng.random(len(self.wer)) < 0.5
             self.wer, self.latency = self.wer[thin], self.latency[thin]
         return scores
+
+
+def wer_model(predictor, environment: str | None, finetune=None) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
+    """What the search calls WER, and its prediction from gene rows: the predictor's WER for the
+    environment, or with a fine-tuning calibration the predictor's shared-weight CER through it."""
+    if finetune is None:
+        target = predictor.target_for(environment)
+        return target, lambda genes: predictor.predict(genes, target)
+    if environment:
+        raise PredictnasError("the fine-tuning calibration estimates WER over every environment; search without "
+                              "--environment, or without the calibration")
+    supernet_hash = (predictor.supernet or {}).get("hash")
+    if finetune.supernet_hash != supernet_hash:
+        raise PredictnasError(f"the fine-tuning calibration was fitted on supernet {finetune.supernet_hash}, the "
+                              f"predictor on {supernet_hash}; run `predictnas calibrate` for this run")
+    if FINETUNE_SOURCE not in predictor.boosters:
+        raise PredictnasError(f"the predictor has no {FINETUNE_SOURCE} model for the fine-tuning calibration; fit it again")
+    return f"finetuned wer/all from {FINETUNE_SOURCE}", lambda genes: finetune(predictor.predict(genes, FINETUNE_SOURCE))
 
 
 def distinct_picks(scores: Scores, k: int) -> np.ndarray:
@@ -117,6 +138,18 @@ def finalists(problem: Problem, result, n: int) -> tuple[np.ndarray, Scores]:
     return genes[keep], scores.take(keep)
 
 
+def pick_measured(problem: Problem, measured: Scores, settings: SearchSettings) -> np.ndarray:
+    """Indices of the top-k finalists by the reward on their measured WER and latency (where measured),
+    among those whose latency still meets the budget."""
+    within = np.flatnonzero(np.asarray(measured.latency_ms) <= settings.budget_ms)
+    if not len(within):
+        raise PredictnasError(f"none of the {len(measured.latency_ms)} finalists ran within {settings.budget_ms:g} ms "
+                              f"when timed on this machine (fastest {np.min(measured.latency_ms):.1f} ms); the table "
+                              f"underestimates them: search again with a lower budget, or without --time-finalists")
+    reward = problem.reward(measured.take(within))
+    return within[np.argsort(-reward, kind="stable")[:settings.top_k]]
+
+
 def first_occurrences(rows: np.ndarray) -> np.ndarray:
     """Index of the first of each distinct row of ``rows``, in order."""
     _, first = np.unique(rows, axis=0, return_index=True)
@@ -126,14 +159,21 @@ def first_occurrences(rows: np.ndarray) -> np.ndarray:
 def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Path, predictor_path: Path,
                allow_hardware_gap: bool = False, progress: bool = True, command: str = "",
                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
-               measure: Callable[[np.ndarray], np.ndarray] | None = None) -> Bundle:
+               measure: Callable[[np.ndarray], np.ndarray] | None = None, finetune=None) -> Bundle:
     """Search, then write ``out`` (top.json) with pareto.json and pareto.png beside it.
 
     With ``settings.rescore`` = N and ``measure`` (gene rows -> their WER on the predictor's target, as
     fractions, measured with the supernet's weights), N :func:`finalists` are measured and the top-k is
     the best of them by the reward on the measured WER: a search that scores millions of rows with a
     predictor finds where the predictor errs low (the winner's curse), and measuring a few dozen
-    finalists is cheap next to the search.
+    finalists is cheap next to the search. The same curse hits the latency table at the budget's edge:
+    with ``settings.time_finalists`` = M, max(N, M) finalists are measured and also timed on this machine
+    (it must be the table's, see :mod:`predictnas.latency.timing`); only those within the budget can be
+    picked.
+
+    With ``finetune`` (a :class:`~predictnas.predictor.finetune.FinetuneCalibration`), WER means the WER
+    ``verify`` will measure after fine-tuning: the predictor's shared-weight CER through the calibration,
+    and ``measure`` must then measure shared-weight CER (``cer/all``), which the calibration maps the same way.
     """
     if settings.rescore and measure is None:
         raise PredictnasError("rescoring finalists needs the supernet that the predictor was fit on")
@@ -143,11 +183,11 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
     warning = table.check_device(allow_mismatch=allow_hardware_gap)
     if warning:
         log(f"warning: hardware gap: {warning}; predicted latencies may not hold on this machine")
-    target = predictor.target_for(settings.environment)
+    target, predict_wer = wer_model(predictor, settings.environment, finetune)
     estimator = LatencyEstimator(table, predictor.space)
     # Parameters and memory are scored for every candidate only when a budget needs them; the rows the
     # search returns get them afterwards either way.
-    cost_scorer = CostScorer(estimator, lambda genes: predictor.predict(genes, target),
+    cost_scorer = CostScorer(estimator, predict_wer,
                              costs=settings.max_params is not None or settings.max_memory_bytes is not None)
     scorer = ScannedSample(cost_scorer, seed=settings.seed)
     problem = Problem(predictor.space, scorer, estimator, settings.budget_ms, lam=settings.lam,
@@ -178,25 +218,41 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
     space = predictor.space
     picks = distinct_picks(result.scores, settings.top_k)
     top_genes, top_scores, top_reward = result.genes[picks], result.scores.take(picks), result.reward[picks]
-    measured, rescoring = None, {}
-    if settings.rescore:
-        started_rescore = time.perf_counter()
-        genes, scores = finalists(problem, result, max(settings.rescore, settings.top_k))
-        log(f"measuring the {len(genes)} best candidates with the supernet's weights")
-        finalist_wer = np.asarray(measure(genes), dtype=np.float64)
-        order = np.argsort(-problem.reward(scores._replace(wer=finalist_wer)), kind="stable")[:settings.top_k]
-        top_genes, top_scores, measured = genes[order], scores.take(order), finalist_wer[order]
-        top_reward = problem.reward(top_scores)
+    measured, rescoring = {}, {}
+    if settings.rescore or settings.time_finalists:
+        genes, scores = finalists(problem, result, max(settings.rescore, settings.time_finalists, settings.top_k))
+        finalist_wer, finalist_ms = scores.wer, scores.latency_ms
+        measurements = {}  # finalist order, what was measured, by the key it gets in top.json
+        if settings.rescore:
+            log(f"measuring the {len(genes)} best candidates with the supernet's weights")
+            started = time.perf_counter()
+            supernet_values = np.asarray(measure(genes), dtype=np.float64)
+            if finetune is None:
+                measurements["supernet_wer"] = finalist_wer = supernet_values
+            else:
+                measurements["supernet_cer"] = supernet_values
+                measurements["finetuned_wer"] = finalist_wer = finetune(supernet_values)
+            rescoring["rescored"], rescoring["rescore_seconds"] = len(genes), round(time.perf_counter() - started, 3)
+        if settings.time_finalists:
+            log(f"timing the {len(genes)} best candidates on this machine")
+            started = time.perf_counter()
+            timings = time_architectures(table, [space.decode(g) for g in genes], progress)
+            measurements["measured_latency_ms"] = finalist_ms = np.array([m.ms for m in timings])
+            rescoring["timed"], rescoring["timing_seconds"] = len(genes), round(time.perf_counter() - started, 3)
+        order = pick_measured(problem, scores._replace(wer=finalist_wer, latency_ms=finalist_ms), settings)
+        top_genes, top_scores = genes[order], scores.take(order)
+        top_reward = problem.reward(top_scores._replace(wer=finalist_wer[order], latency_ms=finalist_ms[order]))
+        measured = {key: values[order] for key, values in measurements.items()}
         # in the predictor's order: the first is what the search picks without measuring
-        rescoring = {"rescored": len(genes), "rescore_seconds": round(time.perf_counter() - started_rescore, 3),
-                     "finalists": [{"arch_id": space.decode(row).arch_id, "wer": float(wer), "supernet_wer": float(w),
-                                    "latency_ms": float(latency)}
-                                   for row, wer, w, latency in zip(genes, scores.wer, finalist_wer, scores.latency_ms)]}
+        rescoring["finalists"] = [{"arch_id": space.decode(row).arch_id, "wer": float(scores.wer[i]),
+                                   "latency_ms": float(scores.latency_ms[i]),
+                                   **{key: float(values[i]) for key, values in measurements.items()}}
+                                  for i, row in enumerate(genes)]
     top_scores = cost_scorer.with_costs(top_genes, top_scores)
     front_scores = cost_scorer.with_costs(result.front_genes, result.front_scores)
     candidates = tuple(Candidate(rank + 1, space.decode(row), {
         **top_scores.row(rank), "reward": float(top_reward[rank]),
-        **({} if measured is None else {"supernet_wer": float(measured[rank])})})
+        **{key: float(values[rank]) for key, values in measured.items()}})
         for rank, row in enumerate(top_genes))
     supernet = predictor.supernet or {}
     bundle = Bundle(
@@ -206,7 +262,12 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
         reference_input={"seconds": table.input_seconds, "frames": table.frames.input},
         device=table.device, lut={"path": table.source, "hash": table.content_hash()},
         predictor={"path": str(predictor_path), "hash": predictor.content_hash, "target": target,
-                   "data_hash": predictor.data_hash, "cv": predictor.metrics.get(target, {}).get("cv")},
+                   "data_hash": predictor.data_hash,
+                   "cv": predictor.metrics.get(FINETUNE_SOURCE if finetune else target, {}).get("cv"),
+                   **({} if finetune is None else {"finetune": {
+                       "hash": finetune.content_hash, "slope": finetune.slope, "intercept": finetune.intercept,
+                       "models": len(finetune.models), "leave_one_out": finetune.leave_one_out,
+                       "recipe": finetune.recipe}})},
         objective={"mode": "pareto" if settings.pareto else "reward", "reward": "-wer - lambda * log(latency_ms)",
                    "lambda": settings.lam, "budget_ms": settings.budget_ms, "max_params": settings.max_params,
                    "max_memory_bytes": settings.max_memory_bytes, "environment": settings.environment},
