@@ -3,9 +3,9 @@
 The predictor predicts what a subnet scores with the supernet's shared weights, but ``verify`` fine-tunes
 each pick before measuring it, and on runs/small12 400 steps took 9-28 points of WER off, by different
 amounts per model: the predicted WER missed the measured one by 12-27 points. Across the 9 models
-verified there (6 NAS picks and 3 Conformers), fine-tuned WER was close to a line in shared-weight CER:
-leave-one-out error median 1.7 points (max 3.5), against 6.6 (max 37) from shared-weight WER, which
-saturates near 100 % on small subnets while their CER still separates them.
+verified there (6 NAS picks and 3 Conformers), fine-tuned WER was close to a line in shared-weight dev
+CER: leave-one-out error median 0.87 points (max 3.97), against 6.6 (max 18.1) from shared-weight dev WER,
+which saturates near 100 % on small subnets while their CER still separates them.
 
 A :class:`FinetuneCalibration` is that line. It is fitted on the dev-set shared-weight CER of every
 verified model (what the predictor's ``cer/all`` predicts and ``search --rescore`` measures; the

@@ -181,6 +181,8 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
         raise PredictnasError(f"the predictor was fit on space {predictor.space.config.name!r} and the latency "
                               f"table is for {table.space.name!r} (or their sizes differ); use matching ones")
     warning = table.check_device(allow_mismatch=allow_hardware_gap)
+    if warning and settings.time_finalists:  # before minutes of search, not after
+        raise PredictnasError(f"cannot time finalists here for this table: {warning}")
     if warning:
         log(f"warning: hardware gap: {warning}; predicted latencies may not hold on this machine")
     target, predict_wer = wer_model(predictor, settings.environment, finetune)
