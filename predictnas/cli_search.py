@@ -83,7 +83,7 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
 
         supernet = (predictor.supernet or {}).get("path") or run_dir / "supernet.pt"
         measure = supernet_meter(SOURCE if finetune else predictor.target_for(environment), supernet, workers,
-                            LatencyEstimator(table), not no_progress)
+                                 LatencyEstimator(table), not no_progress)
     bundle = run_search(settings, table, predictor, out_path, predictor_path, allow_hardware_gap, not no_progress,
                         command=" ".join(["predictnas"] + sys.argv[1:]), log=lambda m: click.echo(m, err=True),
                         measure=measure, finetune=finetune)
@@ -91,9 +91,11 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
     click.echo(f"{stats['candidates']:,} candidates scored in {stats['seconds']:.1f} s "
                f"({stats['candidates_per_second']:,.0f}/s, {stats['generations']} generations); budget "
                f"{settings.budget_ms:g} ms on {table.device_id} (fastest reachable {stats['fastest_ms']:.1f} ms)")
+    # what a rescored finalist's WER is: measured with the supernet's weights, or fine-tuned WER estimated from
+    # its measured CER
+    measured_key, what = ("finetuned_wer", "fine-tuned WER from their dev CER") if finetune else ("supernet_wer", "dev WER")
     if "rescored" in stats:
-        key, what = ("finetuned_wer", "fine-tuned WER from their dev CER") if finetune else ("supernet_wer", "dev WER")
-        measured, predicted = ([100 * f[k] for f in stats["finalists"]] for k in (key, "wer"))
+        measured, predicted = ([100 * f[k] for f in stats["finalists"]] for k in (measured_key, "wer"))
         click.echo(f"measured {stats['rescored']} finalists with the supernet in {stats['rescore_seconds']:.1f} s: "
                    f"{what} {min(measured):.2f}-{max(measured):.2f} % (predicted {min(predicted):.2f}-"
                    f"{max(predicted):.2f} %); the predictor's favourite measured {measured[0]:.2f} %")
@@ -103,7 +105,6 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
         click.echo(f"timed {stats['timed']} finalists on this machine in {stats['timing_seconds']:.1f} s: timed / table "
                    f"latency {min(ratios):.2f}-{max(ratios):.2f} (median {statistics.median(ratios):.2f}); "
                    f"{within} within the budget")
-    measured_key = "finetuned_wer" if finetune else "supernet_wer"
     click.echo(f"  {'rank':<5}{'arch_id':<18}{'WER %':>7}{'measured WER %':>16}{'latency ms':>12}{'timed ms':>10}"
                f"{'params':>12}{'reward':>9}")
     for c in bundle.candidates:

@@ -69,7 +69,7 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
     else:
         log(f"[5/6] searching under {budget_ms:g} ms for {settings.search_seconds:g} s")
         measure = supernet_meter(predictor.target_for(None), run_dir / "supernet.pt", settings.workers,
-                            LatencyEstimator(table), progress) if settings.rescore else None
+                                 LatencyEstimator(table), progress) if settings.rescore else None
         # this machine's table (unless --lut named another's): its finalists can be timed here
         timing = table.check_device(allow_mismatch=True) is None
         run_search(SearchSettings(budget_ms=budget_ms, top_k=settings.top_k, seconds=settings.search_seconds,

@@ -122,6 +122,7 @@ def calibrate(run_dir: str | Path, verify_paths: list[Path], supernet_path: Path
     Each model's shared-weight dev CER comes from the run's store, evaluated now where it is missing."""
     from ..experiment import load_trained_supernet
     from ..space import SearchSpace
+    from .fitting import target_values
     from .runner import evaluate_rows, supernet_fingerprint
 
     recipe, models = verified_models([(str(p), read_json(p)) for p in verify_paths])
@@ -131,7 +132,5 @@ def calibrate(run_dir: str | Path, verify_paths: list[Path], supernet_path: Path
         raise PredictnasError(f"{supernet_path}: no supernet to evaluate the verified models with")
     space = SearchSpace(load_trained_supernet(run_dir, supernet_path).space)
     genes = np.stack([space.encode(space.from_json(m["arch"], source=f"{m['verify']}: {m['name']}")) for m in models])
-    records = evaluate_rows(run_dir, genes, workers, supernet_path, progress=progress)
-    metric, environment = SOURCE.split("/")
-    shared = np.array([getattr(r, metric)[environment] for r in records])
+    shared = target_values(evaluate_rows(run_dir, genes, workers, supernet_path, progress=progress), SOURCE)
     return fit_calibration(recipe, models, shared, supernet_fingerprint(supernet_path))

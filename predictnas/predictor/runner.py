@@ -33,7 +33,7 @@ from ..experiment import load_split, load_trained_supernet
 from ..space import SearchSpace
 from ..train import largest_arch, smallest_arch
 from .features import REFERENCE_FRAMES
-from .fitting import NOISE_PROTOCOL
+from .fitting import NOISE_PROTOCOL, target_values
 from .proxies import PROXIES, compute_proxies
 from .sampling import coverage_sample
 from .store import EvalRecord, SQLiteStore
@@ -117,7 +117,7 @@ def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supe
 
 
 def supernet_meter(target: str, supernet_path: str | Path, workers: int = 1, estimator=None,
-              progress: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+                   progress: bool = True) -> Callable[[np.ndarray], np.ndarray]:
     """``genes -> WER`` (or CER) on ``target`` (``"wer/<environment>"``, ``"cer/<environment>"``, as a
     predictor names them), measured on the dev set with the weights of ``supernet_path`` (its folder is
     the run directory, whose store receives the evaluations)."""
@@ -129,8 +129,8 @@ def supernet_meter(target: str, supernet_path: str | Path, workers: int = 1, est
         raise PredictnasError(f"{supernet_path}: no supernet to measure the finalists with")
 
     def measure(genes: np.ndarray) -> np.ndarray:
-        records = evaluate_rows(supernet_path.parent, genes, workers, supernet_path, estimator, progress)
-        return np.array([getattr(r, kind)[environment] for r in records], dtype=np.float64)
+        return target_values(evaluate_rows(supernet_path.parent, genes, workers, supernet_path, estimator, progress),
+                             target)
 
     return measure
 
