@@ -17,16 +17,18 @@ import argparse
 import json
 import re
 import statistics
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import jiwer
 import torch
 
-from predictnas.cli import load_arch
 from predictnas.data.dataset import epoch_batches
 from predictnas.data.text import CharTokenizer
+from predictnas.errors import PredictnasError
 from predictnas.experiment import load_split, load_trained_supernet
+from predictnas.io import read_json
 from predictnas.space import SearchSpace
 from predictnas.train import largest_arch
 
@@ -93,7 +95,7 @@ def main() -> None:
 
     supernet = load_trained_supernet(args.run_dir)
     space = SearchSpace(supernet.space)
-    arch = load_arch(args.arch, space) if args.arch else largest_arch(space)
+    arch = space.from_json(read_json(args.arch), source=str(args.arch)) if args.arch else largest_arch(space)
     store = load_split(supernet, args.split, args.run_dir, progress=False)
     if args.environment:
         store = store.filter_environment(args.environment)
@@ -129,4 +131,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PredictnasError as e:  # bad input: one line, not a traceback
+        sys.exit(f"error: {e}")
