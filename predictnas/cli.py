@@ -135,15 +135,17 @@ run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path
               help="Your training set instead of the corpus: a JSONL manifest or a LibriSpeech folder.")
 @click.option("--dev-data", type=click.Path(exists=True, path_type=Path), default=None, help="Your dev set (same forms).")
 @click.option("--resample", is_flag=True, help="Resample audio at another rate instead of refusing it.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where training steps run: cpu, cuda (cuda:N) or auto (a GPU where PyTorch sees one).")
 def train_command(preset: str, run_dir: Path, steps: int | None, seed: int | None, sample_rate: int,
-                  train_data: Path | None, dev_data: Path | None, resample: bool) -> None:
+                  train_data: Path | None, dev_data: Path | None, resample: bool, device: str) -> None:
     """Train the once-for-all supernet (resumes from the run directory's checkpoint after a kill)."""
     from .experiment import DataSources, get_preset, train_supernet
     from .train import SUPERNET
 
     sources = DataSources(corpus_preset=get_preset(preset).corpus, sample_rate=sample_rate, train=train_data,
                           dev=dev_data, resample=resample)
-    train_supernet(run_dir, get_preset(preset), sources, steps=steps, seed=seed)
+    train_supernet(run_dir, get_preset(preset), sources, steps=steps, seed=seed, device=device)
     summary = json.loads((run_dir / "train.json").read_text())
     click.echo(f"wrote {run_dir / SUPERNET} ({summary['steps']} steps, {summary['wall_seconds'] / 60:.1f} min)")
 

@@ -21,7 +21,7 @@ from .data.manifest import load_dataset
 from .errors import PredictnasError
 from .space import SPACES
 from .supernet import Supernet, load_supernet
-from .train import SUPERNET, Trainer, TrainConfig
+from .train import SUPERNET, Trainer, TrainConfig, training_device
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,10 @@ def feature_cache_dir(description: dict, run_dir: Path) -> Path:
 
 
 def train_supernet(run_dir: str | Path, preset: Preset, sources: DataSources, steps: int | None = None,
-                   seed: int | None = None, progress: bool = True) -> Supernet:
-    """Train (or resume training) the supernet of ``preset`` in ``run_dir``; returns the trained supernet."""
-    run_dir = Path(run_dir)
+                   seed: int | None = None, progress: bool = True, device: str = "cpu") -> Supernet:
+    """Train (or resume training) the supernet of ``preset`` in ``run_dir`` on ``device`` (cpu, cuda or
+    auto); returns the trained supernet, on the CPU."""
+    run_dir, device = Path(run_dir), training_device(device)  # refuse an unusable device before any work
     config = dataclasses.replace(preset.train, **{k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None})
     splits, description = split_utterances(sources)
     features = FeatureConfig(sample_rate=sources.sample_rate)
@@ -122,7 +123,7 @@ def train_supernet(run_dir: str | Path, preset: Preset, sources: DataSources, st
         batches=lambda epoch, generator: epoch_batches(train, intents, batch_seconds=config.batch_seconds,
                                                        shuffle=True, generator=generator),
         run_dir=run_dir, augment=SpecAugment().train(), data_fingerprint=metadata["train_features"],
-        frames_per_second=features.frames_per_second)
+        frames_per_second=features.frames_per_second, device=device)
     trainer.fit(progress=progress)
     return supernet
 

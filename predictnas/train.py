@@ -18,6 +18,8 @@ redrawn (:func:`near_largest`), so they lie at every distance from it, not only 
 another kind than the largest's learns only by matching the largest's kind of front-end at its own
 kernel and width (``frontend_match_weight``; see :func:`frontend_match_loss`).
 Matrix work runs in bfloat16 where ``precision`` asks for it (about 1.8x faster on a CPU with AVX512-BF16).
+Training runs on the CPU unless a ``device`` is given (``cuda`` where PyTorch sees a GPU); the artifacts
+are device-independent and a checkpoint resumes on either.
 
 Resumable and reproducible: the subnets, the batch order, SpecAugment and dropout of step ``s`` are all
 drawn from generators seeded by ``(seed, s)``, and a checkpoint holds the weights, the optimizer and the
@@ -170,13 +172,32 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.peak_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def autocast_dtype(precision: str) -> torch.dtype | None:
+def autocast_dtype(precision: str, device: torch.device = torch.device("cpu")) -> torch.dtype | None:
     """The dtype that matrix work is autocast to, or None for float32 throughout."""
     if precision not in ("fp32", "bf16", "auto"):
         raise PredictnasError(f"precision {precision!r}: choose fp32, bf16 or auto")
-    if precision == "auto":  # bf16 only where the CPU computes it natively (AVX512-BF16 or AMX)
-        precision = "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    if precision == "auto":  # bf16 only where the hardware computes it natively
+        if device.type == "cuda":
+            native = torch.cuda.is_bf16_supported()
+        else:  # AVX512-BF16 or AMX
+            native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        precision = "bf16" if native else "fp32"
     return torch.bfloat16 if precision == "bf16" else None
+
+
+def training_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` (or ``cuda:N``), or ``auto``: a GPU where PyTorch sees one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PredictnasError(f"device {name!r}: choose cpu, cuda or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PredictnasError(f"device {name!r}: PyTorch sees no CUDA GPU on this machine; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise PredictnasError(f"device {name!r}: choose cpu, cuda or auto")
+    return device
 
 
 # Losses take the logits in float32: softmax over 29 symbols and the CTC recursion lose too much in bf16.
@@ -187,7 +208,7 @@ def ctc_loss(out: SubnetOutput, targets: Tensor, target_lengths: Tensor) -> Tens
 
 def distillation_loss(student: SubnetOutput, teacher: SubnetOutput) -> Tensor:
     """KL from the teacher's frame posteriors (valid frames only) and intent distribution."""
-    mask = torch.arange(student.ctc_logits.shape[1])[None, :] < student.lengths[:, None]
+    mask = frame_mask(student.lengths, student.ctc_logits.shape[1])
     kl = F.kl_div(student.ctc_logits.float().log_softmax(-1), teacher.ctc_logits.float().log_softmax(-1),
                   log_target=True, reduction="none").sum(-1)
     frames = (kl * mask).sum() / mask.sum()
@@ -292,14 +313,16 @@ class Trainer:
     drawn from ``generator`` (so the order is reproducible); each batch has ``features``,
     ``feature_lengths``, ``targets``, ``target_lengths`` and ``intents`` (-1 where unknown).
     ``objective`` computes and back-propagates one step's losses (default: the supernet's sandwich);
-    ``save(model, path)`` writes the final artifact ``run_dir / artifact``.
+    ``save(model, path)`` writes the final artifact ``run_dir / artifact``. Steps run on ``device``
+    (batches are built and augmented on the CPU, then moved); ``fit()`` leaves the model on the CPU.
     """
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig, batches: Callable[[int, torch.Generator], Sequence],
                  run_dir: str | Path, augment: Callable[[Tensor, Tensor, torch.Generator], Tensor] | None = None,
                  data_fingerprint: str = "", frames_per_second: float = 100.0, objective=None,
-                 artifact: str = SUPERNET, save: Callable = save_supernet):
-        self.net, self.config, self.batches, self.augment = model, config, batches, augment
+                 artifact: str = SUPERNET, save: Callable = save_supernet, device: str | torch.device = "cpu"):
+        self.device = training_device(device) if isinstance(device, str) else device
+        self.net, self.config, self.batches, self.augment = model.to(self.device), config, batches, augment
         self.objective = objective or SandwichObjective(SearchSpace(model.space))
         self.artifact, self.save = artifact, save
         self.run_dir = Path(run_dir)
@@ -307,13 +330,14 @@ class Trainer:
         self.data_fingerprint = data_fingerprint
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.peak_lr, weight_decay=config.weight_decay)
         self.frames_per_second = frames_per_second
-        self.autocast_dtype = autocast_dtype(config.precision)
+        self.autocast_dtype = autocast_dtype(config.precision, self.device)
         self._epoch_cache: tuple[int, Sequence] | None = None
         self._per_epoch: int | None = None
 
     def fit(self, progress: bool = True) -> TrainState:
         state = self._resume()
         if state.step >= self.config.steps and (self.run_dir / self.artifact).exists():
+            self.net.to("cpu")
             return state  # finished before: the artifact, which later stages fingerprint, stays untouched
         bar = tqdm(total=self.config.steps, initial=state.step, disable=not progress, unit="step",
                    dynamic_ncols=True, desc=self.objective.label)
@@ -335,6 +359,7 @@ class Trainer:
                 last_save = time.monotonic()
         bar.close()
         self._save_checkpoint(state)
+        self.net.to("cpu")
         self.save(self.net, self.run_dir / self.artifact)
         write_json(self.run_dir / "train.json", {"config": self.config.to_dict(), "steps": state.step,
                                                  "wall_seconds": state.seconds, "data": self.data_fingerprint,
@@ -351,13 +376,15 @@ class Trainer:
         if cfg.spec_augment and self.augment is not None and step >= cfg.spec_augment_from:
             features = self.augment(features, batch.feature_lengths,
                                     torch.Generator().manual_seed(_seed_of(seed + [1])))
+        if self.device.type != "cpu":
+            features, batch = features.to(self.device), on_device(batch, self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         record = {"step": step, "lr": learning_rate(cfg, step),
                   "audio_seconds": float(batch.feature_lengths.sum()) / self.frames_per_second}
-        with torch.autocast("cpu", dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None):
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None):
             record.update(self.objective(self.net, features, batch, step, cfg, np.random.default_rng(seed)))
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
         self.optimizer.step()
@@ -403,6 +430,11 @@ class Trainer:
             raise PredictnasError(f"{path}: its weights do not fit this version's model "
                                   f"({one_line(e, 160)}); move it away to start afresh") from None
         return TrainState(ckpt["step"], ckpt["history"], ckpt["seconds"])
+
+
+def on_device(batch, device: torch.device):
+    """The batch (a named tuple) with its tensors on ``device``."""
+    return batch._replace(**{k: v.to(device) for k, v in batch._asdict().items() if isinstance(v, Tensor)})
 
 
 def _seed_of(entropy: list[int]) -> int:

@@ -56,6 +56,35 @@ def test_a_checkpoint_from_another_configuration_is_refused(env, tmp_path, train
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "another configuration" in result.stderr
 
 
+def test_an_unusable_training_device_is_one_error_line(env, tmp_path):
+    unusable = ["tpu"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for device in unusable:
+        result = run(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 2, "--device", device)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [result.stderr.strip().splitlines()[-1]]
+        assert result.stderr.startswith("error: device") and "Traceback" not in result.stderr
+    assert not (tmp_path / "supernet.pt").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_a_gpu_gives_a_cpu_artifact_that_resumes_on_either(env, trained, tmp_path):
+    """The GPU run of the same seed learns like the CPU run (not bit-equal: other kernels), its artifact
+    loads on the CPU, and the CPU picks up its checkpoint."""
+    gpu = run(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 60, "--device", "cuda")
+    assert gpu.returncode == 0, gpu.stderr
+    cpu_history = json.loads((trained / "train.json").read_text())["history"]
+    gpu_history = json.loads((tmp_path / "train.json").read_text())["history"]
+    assert np.mean([h["loss"] for h in gpu_history[-10:]]) < 0.8 * np.mean([h["loss"] for h in gpu_history[:5]])
+    assert abs(gpu_history[0]["loss"] - cpu_history[0]["loss"]) < 1e-2 * cpu_history[0]["loss"]
+    supernet = load_supernet(tmp_path / "supernet.pt")
+    assert all(p.device.type == "cpu" for p in supernet.parameters())
+    (tmp_path / "supernet.pt").unlink()  # the checkpoint holds the last step: the CPU rewrites the artifact from it
+    on_cpu = run(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 60, "--device", "cpu")
+    assert on_cpu.returncode == 0, on_cpu.stderr
+    for (name, x), (_, y) in zip(supernet.state_dict().items(), load_supernet(tmp_path / "supernet.pt").state_dict().items()):
+        assert torch.equal(x, y), name
+
+
 def test_training_learns_and_records_its_metadata(trained):
     log = json.loads((trained / "train.json").read_text())
     losses = [h["loss"] for h in log["history"]]
