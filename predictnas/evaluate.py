@@ -2,7 +2,7 @@
 
 ``evaluate(model, batches, tokenizer)`` takes any callable ``model(features, lengths) -> SubnetOutput``
 (a supernet bound to an architecture, an extracted subnet, later an ONNX session), so every stage scores
-models the same way.
+models the same way. ``transcripts`` yields what it scores, one utterance at a time (error analyses).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import jiwer
 import torch
@@ -36,24 +36,43 @@ class EvalResult:
         return asdict(self)
 
 
+class Transcript(NamedTuple):
+    """One utterance as decoded: ``index`` is its position in the batches' store; intents are indices of
+    the batches' intent list (-1: none)."""
+
+    reference: str
+    hypothesis: str
+    environment: str | None
+    intent: int
+    predicted_intent: int
+    index: int
+
+
 @torch.no_grad()
+def transcripts(model: Callable[[Tensor, Tensor], SubnetOutput], batches: Iterable, tokenizer) -> Iterator[Transcript]:
+    """Greedy CTC transcript and predicted intent of every utterance of ``batches``, in order."""
+    for batch in batches:
+        out = model(batch.features, batch.feature_lengths)
+        hypotheses = tokenizer.greedy_ctc_decode(out.ctc_logits, out.lengths)
+        predicted_intents = out.intent_logits.argmax(-1).tolist()
+        for i, hypothesis in enumerate(hypotheses):
+            reference = tokenizer.decode(batch.targets[i, :batch.target_lengths[i]].tolist())
+            yield Transcript(reference, hypothesis, batch.environments[i], int(batch.intents[i]),
+                             predicted_intents[i], int(batch.indices[i]))
+
+
 def evaluate(model: Callable[[Tensor, Tensor], SubnetOutput], batches: Iterable, tokenizer) -> EvalResult:
     """Score ``model`` on ``batches`` (each with features, lengths, targets, intents, environments)."""
     start = time.perf_counter()
     refs: dict[str, list[str]] = defaultdict(list)
     hyps: dict[str, list[str]] = defaultdict(list)
     intent_hits: dict[str, list[bool]] = defaultdict(list)
-    for batch in batches:
-        out = model(batch.features, batch.feature_lengths)
-        hypotheses = tokenizer.greedy_ctc_decode(out.ctc_logits, out.lengths)
-        references = [tokenizer.decode(t[:n].tolist()) for t, n in zip(batch.targets, batch.target_lengths)]
-        predicted_intents = out.intent_logits.argmax(-1)
-        for i, environment in enumerate(batch.environments):
-            for key in (environment or "unknown", ALL):
-                refs[key].append(references[i])
-                hyps[key].append(hypotheses[i])
-                if batch.intents[i] >= 0:
-                    intent_hits[key].append(bool(predicted_intents[i] == batch.intents[i]))
+    for t in transcripts(model, batches, tokenizer):
+        for key in (t.environment or "unknown", ALL):
+            refs[key].append(t.reference)
+            hyps[key].append(t.hypothesis)
+            if t.intent >= 0:
+                intent_hits[key].append(t.predicted_intent == t.intent)
     if not refs:
         raise PredictnasError("nothing to evaluate: the evaluation set is empty")
     keys = sorted(k for k in refs if k != ALL) + [ALL]

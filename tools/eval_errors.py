@@ -27,7 +27,7 @@ import torch
 from predictnas.data.dataset import epoch_batches
 from predictnas.data.text import CharTokenizer
 from predictnas.errors import PredictnasError
-from predictnas.evaluate import bind
+from predictnas.evaluate import bind, transcripts
 from predictnas.experiment import load_split, load_trained_supernet
 from predictnas.io import read_json
 from predictnas.space import SearchSpace
@@ -38,14 +38,8 @@ DOUBLED = re.compile(r"(.)\1")
 
 def transcribe(supernet, arch, store) -> list[dict]:
     """Reference, hypothesis and speaker of every utterance of ``store``."""
-    model, tokenizer, rows = bind(supernet, arch), CharTokenizer(), []
-    with torch.no_grad():
-        for batch in epoch_batches(store, batch_seconds=120.0):
-            out = model(batch.features, batch.feature_lengths)
-            for i, hypothesis in enumerate(tokenizer.greedy_ctc_decode(out.ctc_logits, out.lengths)):
-                speaker = store.utterances[int(batch.indices[i])].speaker
-                rows.append({"reference": batch.texts[i], "hypothesis": hypothesis, "speaker": speaker})
-    return rows
+    return [{"reference": t.reference, "hypothesis": t.hypothesis, "speaker": store.utterances[t.index].speaker}
+            for t in transcripts(bind(supernet, arch), epoch_batches(store, batch_seconds=120.0), CharTokenizer())]
 
 
 def word_errors(rows: list[dict]) -> dict:
