@@ -185,8 +185,9 @@ def autocast_dtype(precision: str, device: torch.device = torch.device("cpu")) -
     return torch.bfloat16 if precision == "bf16" else None
 
 
-def training_device(name: str) -> torch.device:
+def training_device(name: str | torch.device) -> torch.device:
     """``cpu``, ``cuda`` (or ``cuda:N``), or ``auto``: a GPU where PyTorch sees one, else the CPU."""
+    name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -321,7 +322,7 @@ class Trainer:
                  run_dir: str | Path, augment: Callable[[Tensor, Tensor, torch.Generator], Tensor] | None = None,
                  data_fingerprint: str = "", frames_per_second: float = 100.0, objective=None,
                  artifact: str = SUPERNET, save: Callable = save_supernet, device: str | torch.device = "cpu"):
-        self.device = training_device(device) if isinstance(device, str) else device
+        self.device = training_device(device)
         self.net, self.config, self.batches, self.augment = model.to(self.device), config, batches, augment
         self.objective = objective or SandwichObjective(SearchSpace(model.space))
         self.artifact, self.save = artifact, save
