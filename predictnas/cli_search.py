@@ -176,22 +176,34 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, d
 @click.option("--finetune-steps", type=click.IntRange(min=0), default=400, show_default=True)
 @click.option("--no-verify", is_flag=True, help="Stop after the search.")
 @click.option("--no-baselines", is_flag=True, help="Verify without the hand-crafted Conformers.")
+@click.option("--no-calibrate", is_flag=True,
+              help="Stop after the first verify: no calibration, no second search for the fine-tuned WER.")
 @click.option("--lut", "lut_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Latency table (default: the shipped cpu table of the preset's space).")
 @click.option("--protocol", "protocols", default="standard", show_default=True, help="Verify's timing protocol.")
 @click.option("--no-progress", is_flag=True)
 def run_command(budget: str, preset: str, run_dir: Path, subnets: int, workers: int, search_seconds: float, rescore: int,
                 top_k: int,
-                finetune_steps: int, no_verify: bool, no_baselines: bool, lut_path: Path | None, protocols: str,
-                no_progress: bool) -> None:
-    """Every stage: corpus, supernet, sample, fit, search, verify; what is done already is skipped."""
+                finetune_steps: int, no_verify: bool, no_baselines: bool, no_calibrate: bool, lut_path: Path | None,
+                protocols: str, no_progress: bool) -> None:
+    """Every stage: corpus, supernet, sample, fit, search, verify, then calibrate, search and verify again for
+    the fine-tuned WER; what is done already is skipped."""
+    from .bundle import Bundle
+    from .io import read_json
     from .pipeline import PipelineSettings, run_pipeline
 
     settings = PipelineSettings(budget=budget, preset=preset, subnets=subnets, workers=workers,
                                 search_seconds=search_seconds, rescore=rescore, top_k=top_k, verify=not no_verify,
                                 finetune_steps=finetune_steps, baselines=not no_baselines, lut=lut_path,
-                                protocol=protocols)
-    bundle = run_pipeline(run_dir, settings, log=lambda m: click.echo(m, err=True), progress=not no_progress)
+                                protocol=protocols, calibrate=not no_calibrate)
+    top = run_pipeline(run_dir, settings, log=lambda m: click.echo(m, err=True), progress=not no_progress)
+    bundle = Bundle.load(top)
     best = bundle.candidates[0]
-    click.echo(f"best under {bundle.objective['budget_ms']:g} ms: {best.arch.arch_id} predicted WER "
-               f"{100 * best.predicted['wer']:.2f} %, {best.predicted['latency_ms']:.2f} ms; see {run_dir}")
+    line = (f"best under {bundle.objective['budget_ms']:g} ms: {best.arch.arch_id}, predicted WER "
+            f"{100 * best.predicted['wer']:.2f} % at {best.predicted['latency_ms']:.2f} ms")
+    verified = top.parent / "verify" / "verify.json"
+    if verified.exists():
+        measured = next(m["measured"] for m in read_json(verified)["models"] if m["name"] == "nas-1")
+        line += (f"; verify measured {100 * measured['wer']['all']:.2f} % at {measured['latency']['ms']:.2f} ms "
+                 f"(report: {verified.parent / 'report.md'})")
+    click.echo(line)

@@ -17,6 +17,7 @@ models still missing. The report is :mod:`predictnas.report`'s business.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,10 @@ from .train import SingleModelObjective, Trainer, TrainConfig
 
 BASELINES_DIR = Path(__file__).resolve().parents[1] / "data" / "archs"
 RESULT = "result.json"
+CLAIM = "claim.json"  # the architecture and settings a model folder's work belongs to
+# settings that change a model's weights or measurements: a folder's work is resumed only under the same ones
+RECIPE_FIELDS = ("finetune_steps", "from_scratch", "peak_lr", "batch_seconds", "device", "production_sample_rate",
+                 "split", "protocols", "seed")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,9 @@ class VerifySettings:
     split: str = "test"
     protocols: str = "standard"
     seed: int = 0
+
+    def recipe(self) -> dict:
+        return {k: getattr(self, k) for k in RECIPE_FIELDS}
 
     def train_config(self) -> TrainConfig:
         if self.from_scratch:
@@ -108,16 +116,43 @@ def check_hardware(bundle: Bundle, table: LatencyTable, settings: VerifySettings
     return warnings
 
 
+def check_recipes(models: list[Model], out: Path, settings: VerifySettings) -> None:
+    """Refuse an output folder whose models were (or are being) verified with other settings: resuming
+    would mix their weights and measurements into this run's report."""
+    for model in models:
+        claim = read_json(out / model.name / CLAIM) if (out / model.name / CLAIM).exists() else {}
+        if claim.get("arch_id") != model.arch.arch_id:
+            continue  # nothing of this model to resume: the folder is new, or another model's (replaced)
+        before = claim.get("recipe", {})
+        changed = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in settings.recipe().items() if before.get(k) != v]
+        if changed:
+            raise PredictnasError(f"{out / model.name} was verified with other settings ({', '.join(changed)}); "
+                                  f"verify into another --out, or delete it")
+
+
+def claim_folder(work: Path, model: Model, settings: VerifySettings) -> None:
+    """Make ``work`` this model's: work left there for another architecture (the bundle was searched
+    again) is removed, since resuming it would measure the wrong model under this one's name."""
+    claim = work / CLAIM
+    if claim.exists():
+        owner = read_json(claim).get("arch_id")
+    else:  # a folder from before claims were recorded: its result says whose it is
+        owner = read_json(work / RESULT).get("arch_id") if (work / RESULT).exists() else None
+    if owner not in (None, model.arch.arch_id):
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not claim.exists():
+        write_json(claim, {"arch_id": model.arch.arch_id, "recipe": settings.recipe()})
+
+
 def verify_model(model: Model, supernet, table: LatencyTable, estimator: LatencyEstimator, test: FeatureStore,
                  settings: VerifySettings, out: Path, progress: bool = True) -> dict:
     """Train, export, time and score one model in ``out / model.name``; resumes where it stopped."""
     work = out / model.name
     done = work / RESULT
+    claim_folder(work, model, settings)
     if done.exists():
-        result = read_json(done)
-        if result.get("arch_id") == model.arch.arch_id:
-            return result
-    work.mkdir(parents=True, exist_ok=True)
+        return read_json(done)
     space = supernet.space
     started = time.perf_counter()
     subnet = _trained(model.arch, supernet, settings, work / "train", progress)
@@ -234,6 +269,7 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
         log(f"warning: {w}")
     results = []
     models = models_to_verify(bundle, settings.baselines)
+    check_recipes(models, out, settings)
     # shared by every model: the LUT's dense tables and the test split's features
     estimator = LatencyEstimator(table, SearchSpace(table.space))
     test = load_split(supernet, settings.split, progress=progress)

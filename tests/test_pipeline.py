@@ -281,6 +281,29 @@ def test_verify_resumes_after_a_kill_and_keeps_finished_models(env, experiment, 
     assert resumed.returncode == 0, resumed.stderr
     assert first.stat().st_mtime_ns == stamp  # not redone
     assert [m["name"] for m in json.loads((out / "verify.json").read_text())["models"]] == ["nas-1", "nas-2"]
+    # other settings would mix two recipes in one report: refused before any work
+    one_error_line(verify(env, experiment, bundle_path, out, "--finetune-steps", 3), "verified with other settings")
+    assert first.stat().st_mtime_ns == stamp
+
+
+def test_verify_replaces_a_folder_left_by_another_model(env, experiment, bundle_path, tmp_path):
+    """A bundle searched again into the same place: its nas-1 is another model, so nas-1's old weights and
+    result must not be taken for the new one's."""
+    out = tmp_path / "verify"
+    assert verify(env, experiment, bundle_path, out).returncode == 0
+    before = {m["name"]: m for m in json.loads((out / "verify.json").read_text())["models"]}
+    bundle = json.loads(bundle_path.read_text())
+    first, second = bundle["candidates"]
+    for key in ("arch", "arch_id", "predicted"):  # nas-1 is now the former nas-2, and the other way round
+        first[key], second[key] = second[key], first[key]
+    swapped = tmp_path / "top.json"
+    swapped.write_text(json.dumps(bundle))
+    again = verify(env, experiment, swapped, out)
+    assert again.returncode == 0, again.stderr
+    after = {m["name"]: m for m in json.loads((out / "verify.json").read_text())["models"]}
+    for name, other in (("nas-1", "nas-2"), ("nas-2", "nas-1")):
+        assert after[name]["arch_id"] == before[other]["arch_id"]
+        assert after[name]["params"] == before[other]["params"]  # the weights trained for this architecture
 
 
 def test_verify_refuses_a_table_from_other_hardware(env, experiment, bundle_path, tmp_path):
@@ -314,9 +337,17 @@ def test_run_does_every_stage_and_a_second_run_skips_them(env, experiment, tmp_p
             "--budget", f"{budget_ms(experiment)}ms")
     first = run(env, *args)
     assert first.returncode == 0, first.stderr
-    for name in ("supernet.pt", "evals.sqlite", "predictor.json", "top.json", "pareto.png", "verify/verify.json"):
+    for name in ("supernet.pt", "evals.sqlite", "predictor.json", "top.json", "pareto.png", "verify/verify.json",
+                 "finetune.json", "calibrated/top.json", "calibrated/pareto.png", "calibrated/verify/verify.json"):
         assert (tmp_path / name).exists(), name
-    stamp = (tmp_path / "top.json").stat().st_mtime_ns
+    # the second round searched for the WER verify measures: the calibration's estimate from the predictor's CER
+    calibrated = Bundle.load(tmp_path / "calibrated" / "top.json")
+    assert calibrated.predictor["target"].startswith("finetuned wer/all")
+    assert calibrated.predictor["finetune"]["hash"] == FinetuneCalibration.load(tmp_path / "finetune.json").content_hash
+    best = json.loads((tmp_path / "calibrated" / "verify" / "verify.json").read_text())["models"][0]
+    assert best["arch_id"] == calibrated.candidates[0].arch.arch_id
+    assert f"verify measured {100 * best['measured']['wer']['all']:.2f} %" in first.stdout
+    stamps = {name: (tmp_path / name).stat().st_mtime_ns for name in ("top.json", "calibrated/top.json")}
     again = run(env, *args)
-    assert again.returncode == 0 and "top.json exists, kept" in again.stderr
-    assert (tmp_path / "top.json").stat().st_mtime_ns == stamp
+    assert again.returncode == 0 and again.stderr.count("top.json exists, kept") == 2
+    assert stamps == {name: (tmp_path / name).stat().st_mtime_ns for name in stamps}
