@@ -3,6 +3,8 @@
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from predictnas.predictor.sampling import coverage_sample
 from predictnas.train import largest_arch, smallest_arch
 from predictnas.space import SearchSpace, get_space
 
-from commandline import run, start
+from commandline import REPO, run, start
 
 
 @pytest.fixture(scope="module")
@@ -284,6 +286,30 @@ def test_fit_on_the_first_rows_stored_only(env, sampled, tmp_path):
     predictor = AccuracyPredictor.load(tmp_path / "p.json")
     targets = ["wer/all", "wer/industrial_warehouse", "wer/quiet_home", "cer/all", "intent_error/all"]  # fit's order
     assert predictor.n_rows == 12 and predictor.data_hash == data_hash(first, targets)
+
+
+def test_predictor_variants_tool_judges_each_variant_by_cv_and_on_the_rows_after(env, sampled, tmp_path):
+    def variants(target: str) -> tuple[dict, str]:
+        out = tmp_path / "variants.json"
+        result = subprocess.run([sys.executable, str(REPO / "tools" / "predictor_variants.py"), "--run-dir",
+                                 str(sampled), "--rows", "20", "--folds", "3", "--repeats", "2", "--target", target,
+                                 "--json", str(out)], cwd=REPO, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return json.loads(out.read_text())["variants"], result.stdout
+
+    with SQLiteStore(sampled / "evals.sqlite") as store:
+        held_out = len(store.records("dev")) - 20
+    # after a few tiny training steps every WER and CER is still 100 %: intent error varies
+    report, printed = variants("intent_error/all")
+    assert set(report) == {"booster", "bagged", "monotone", "extra_trees"}
+    is_tau = lambda tau: tau is None or -1 <= tau <= 1  # noqa: E731  (None: constant predictions, as fit reports)
+    for name, v in report.items():
+        assert len(v["cv_kendall_tau"]["repeats"]) == 2 and all(map(is_tau, v["cv_kendall_tau"]["repeats"])), name
+        assert v["held_out"]["rows"] == held_out and is_tau(v["held_out"]["kendall_tau"]), name
+        assert f"  {name}" in printed
+    assert report["extra_trees"]["held_out"]["kendall_tau"] is not None
+    report, _ = variants("wer/all")  # the variants that use the environments' WER and the CER
+    assert {"environments", "cer_blend"} <= set(report)
 
 
 def test_a_proxy_predictor_refuses_gene_matrices(env, sampled, tmp_path):
