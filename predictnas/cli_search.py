@@ -191,6 +191,7 @@ def run_command(budget: str, preset: str, run_dir: Path, subnets: int, workers: 
     from .bundle import Bundle
     from .io import read_json
     from .pipeline import PipelineSettings, run_pipeline
+    from .report import predicted_wer_of
 
     settings = PipelineSettings(budget=budget, preset=preset, subnets=subnets, workers=workers,
                                 search_seconds=search_seconds, rescore=rescore, top_k=top_k, verify=not no_verify,
@@ -200,7 +201,7 @@ def run_command(budget: str, preset: str, run_dir: Path, subnets: int, workers: 
     bundle = Bundle.load(top)
     best = bundle.candidates[0]
     line = (f"best under {bundle.objective['budget_ms']:g} ms: {best.arch.arch_id}, predicted WER "
-            f"{100 * best.predicted['wer']:.2f} % at {best.predicted['latency_ms']:.2f} ms")
+            f"{100 * predicted_wer_of(best.to_dict()):.2f} % at {best.predicted['latency_ms']:.2f} ms")
     verified = top.parent / "verify" / "verify.json"
     if verified.exists():
         measured = next(m["measured"] for m in read_json(verified)["models"] if m["name"] == "nas-1")

@@ -21,6 +21,7 @@ from predictnas.search.job import (SearchSettings, distinct_picks, parse_bytes, 
 from predictnas.errors import PredictnasError
 from predictnas.predictor import AccuracyPredictor, SQLiteStore
 from predictnas.predictor.finetune import FinetuneCalibration
+from predictnas.report import predicted_wer_of
 
 from commandline import REPO, one_error_line, run, start
 
@@ -337,17 +338,29 @@ def test_run_does_every_stage_and_a_second_run_skips_them(env, experiment, tmp_p
             "--budget", f"{budget_ms(experiment)}ms")
     first = run(env, *args)
     assert first.returncode == 0, first.stderr
-    for name in ("supernet.pt", "evals.sqlite", "predictor.json", "top.json", "pareto.png", "verify/verify.json",
-                 "finetune.json", "calibrated/top.json", "calibrated/pareto.png", "calibrated/verify/verify.json"):
+    for name in ("supernet.pt", "evals.sqlite", "predictor.json", "top.json", "pareto.png", "verify/verify.json"):
         assert (tmp_path / name).exists(), name
-    # the second round searched for the WER verify measures: the calibration's estimate from the predictor's CER
-    calibrated = Bundle.load(tmp_path / "calibrated" / "top.json")
-    assert calibrated.predictor["target"].startswith("finetuned wer/all")
-    assert calibrated.predictor["finetune"]["hash"] == FinetuneCalibration.load(tmp_path / "finetune.json").content_hash
-    best = json.loads((tmp_path / "calibrated" / "verify" / "verify.json").read_text())["models"][0]
-    assert best["arch_id"] == calibrated.candidates[0].arch.arch_id
+    # After its 24 steps the tiny supernet mostly outputs blanks. When every pick scores 100 % CER there is no
+    # line to fit: run says so in one line and the first round stands. Otherwise the calibrated round runs.
+    if "not calibrated: every verified model has the same shared-weight CER" in first.stderr:
+        assert not (tmp_path / "finetune.json").exists() and not (tmp_path / "calibrated").exists()
+        tops = ["top.json"]
+    else:
+        for name in ("finetune.json", "calibrated/top.json", "calibrated/pareto.png", "calibrated/verify/verify.json"):
+            assert (tmp_path / name).exists(), f"{name}: {first.stderr[-1500:]}"
+        # the second search optimized the WER verify measures: the calibration's estimate from the predictor's CER
+        calibrated = Bundle.load(tmp_path / "calibrated" / "top.json")
+        assert calibrated.predictor["target"].startswith("finetuned wer/all")
+        calibration = FinetuneCalibration.load(tmp_path / "finetune.json")
+        assert calibrated.predictor["finetune"]["hash"] == calibration.content_hash
+        tops = ["top.json", "calibrated/top.json"]
+    final = tmp_path / tops[-1]
+    best = json.loads((final.parent / "verify" / "verify.json").read_text())["models"][0]
+    assert best["arch_id"] == Bundle.load(final).candidates[0].arch.arch_id
+    # the last line compares the same prediction and measurement as the verify report
+    assert f"predicted WER {100 * predicted_wer_of(best):.2f} %" in first.stdout
     assert f"verify measured {100 * best['measured']['wer']['all']:.2f} %" in first.stdout
-    stamps = {name: (tmp_path / name).stat().st_mtime_ns for name in ("top.json", "calibrated/top.json")}
+    stamps = {name: (tmp_path / name).stat().st_mtime_ns for name in tops}
     again = run(env, *args)
-    assert again.returncode == 0 and again.stderr.count("top.json exists, kept") == 2
+    assert again.returncode == 0 and again.stderr.count("top.json exists, kept") == len(tops)
     assert stamps == {name: (tmp_path / name).stat().st_mtime_ns for name in stamps}
