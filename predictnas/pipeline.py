@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Callable
 
 
-
 @dataclass(frozen=True)
 class PipelineSettings:
     budget: str = "40ms"
