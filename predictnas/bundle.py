@@ -2,7 +2,7 @@
 
 Like a torchaudio pipeline bundle, the facts a model needs travel with it: the architecture (and its
 id), the search space it lives in, the sample rate and feature settings it was trained on, the
-reference input its latency refers to, the device fingerprint and the hashes of the latency table and
+decoder its WERs were predicted for, the reference input its latency refers to, the device fingerprint and the hashes of the latency table and
 the predictor that scored it, the supernet whose weights it inherits, its predicted WER / latency /
 params / memory and reward, and how the search ran. ``verify`` reads nothing else.
 """
@@ -34,7 +34,7 @@ class Candidate:
 class Bundle:
     space: SpaceConfig
     candidates: tuple[Candidate, ...]
-    model: dict[str, Any]  # sample_rate, features, intents, supernet {path, hash}
+    model: dict[str, Any]  # sample_rate, features, intents, supernet {path, hash}, decoder (its spec; None: greedy)
     reference_input: dict[str, Any]  # seconds, frames
     device: dict[str, Any]  # id, name, fingerprint
     lut: dict[str, Any]  # path, hash

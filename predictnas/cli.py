@@ -157,14 +157,17 @@ def train_command(preset: str, run_dir: Path, steps: int | None, seed: int | Non
               help="Supernet to take the weights from (default: RUN_DIR/supernet.pt).")
 @click.option("--split", type=click.Choice(["dev", "test"]), default="dev", show_default=True)
 @click.option("--environment", default=None, help="Only this acoustic environment.")
+@click.option("--greedy", is_flag=True,
+              help="Greedy best-path decoding instead of the stages' lexicon beam search over the training words.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_command(arch_path: Path, run_dir: Path, supernet_path: Path | None, split: str, environment: str | None,
-                 as_json: bool) -> None:
+                 greedy: bool, as_json: bool) -> None:
     """Word and character error rates and intent accuracy of ARCH.json with the supernet's weights."""
     from .data.dataset import epoch_batches
     from .data.text import CharTokenizer
+    from .decoding import GreedyDecoder, describe
     from .evaluate import bind, evaluate
-    from .experiment import load_split, load_trained_supernet
+    from .experiment import decoder_for, load_split, load_trained_supernet
 
     supernet = load_trained_supernet(run_dir, supernet_path)
     arch = load_arch(arch_path, SearchSpace(supernet.space))
@@ -172,11 +175,13 @@ def eval_command(arch_path: Path, run_dir: Path, supernet_path: Path | None, spl
     if environment is not None:
         store = store.filter_environment(environment)
     batches = epoch_batches(store, supernet.metadata["intents"], batch_seconds=120.0)
-    result = evaluate(bind(supernet, arch), batches, CharTokenizer())
+    decoder = GreedyDecoder() if greedy else decoder_for(supernet)
+    result = evaluate(bind(supernet, arch), batches, CharTokenizer(), decoder)
     if as_json:
-        click.echo(json.dumps({"arch_id": arch.arch_id, "split": split, **result.to_dict()}, indent=2))
+        click.echo(json.dumps({"arch_id": arch.arch_id, "split": split, "decoding": decoder.spec(), **result.to_dict()},
+                              indent=2))
         return
-    click.echo(f"arch {arch.arch_id} on {split} ({result.seconds:.1f} s)")
+    click.echo(f"arch {arch.arch_id} on {split}, {describe(decoder.spec())} ({result.seconds:.1f} s)")
     click.echo(f"  {'environment':<22}{'utterances':>11}{'WER %':>8}{'CER %':>8}{'intent acc %':>14}")
     for env in result.wer:
         acc = result.intent_accuracy[env]

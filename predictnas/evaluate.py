@@ -1,8 +1,10 @@
-"""Evaluation: greedy CTC decoding, WER and CER with jiwer, intent accuracy, per acoustic environment.
+"""Evaluation: CTC decoding, WER and CER with jiwer, intent accuracy, per acoustic environment.
 
-``evaluate(model, batches, tokenizer)`` takes any callable ``model(features, lengths) -> SubnetOutput``
+``evaluate(model, batches, tokenizer, decoder)`` takes any callable ``model(features, lengths) -> SubnetOutput``
 (a supernet bound to an architecture, an extracted subnet, later an ONNX session), so every stage scores
-models the same way. ``transcripts`` yields what it scores, one utterance at a time (error analyses).
+models the same way; ``decoder`` (a :class:`~predictnas.decoding.Decoder`, greedy when omitted) turns
+CTC scores into words, and the stages pass the supernet's, :func:`~predictnas.experiment.decoder_for`.
+``transcripts`` yields what it scores, one utterance at a time (error analyses).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import jiwer
 import torch
 from torch import Tensor
 
+from .decoding import Decoder, GreedyDecoder
 from .errors import PredictnasError
 from .supernet import SubnetOutput
 
@@ -49,11 +52,13 @@ class Transcript(NamedTuple):
 
 
 @torch.no_grad()
-def transcripts(model: Callable[[Tensor, Tensor], SubnetOutput], batches: Iterable, tokenizer) -> Iterator[Transcript]:
-    """Greedy CTC transcript and predicted intent of every utterance of ``batches``, in order."""
+def transcripts(model: Callable[[Tensor, Tensor], SubnetOutput], batches: Iterable, tokenizer,
+                decoder: Decoder | None = None) -> Iterator[Transcript]:
+    """Decoded transcript and predicted intent of every utterance of ``batches``, in order."""
+    decoder = decoder or GreedyDecoder()
     for batch in batches:
         out = model(batch.features, batch.feature_lengths)
-        hypotheses = tokenizer.greedy_ctc_decode(out.ctc_logits, out.lengths)
+        hypotheses = decoder(out.ctc_logits, out.lengths)
         predicted_intents = out.intent_logits.argmax(-1).tolist()
         for i, hypothesis in enumerate(hypotheses):
             reference = tokenizer.decode(batch.targets[i, :batch.target_lengths[i]].tolist())
@@ -61,13 +66,14 @@ def transcripts(model: Callable[[Tensor, Tensor], SubnetOutput], batches: Iterab
                              predicted_intents[i], int(batch.indices[i]))
 
 
-def evaluate(model: Callable[[Tensor, Tensor], SubnetOutput], batches: Iterable, tokenizer) -> EvalResult:
+def evaluate(model: Callable[[Tensor, Tensor], SubnetOutput], batches: Iterable, tokenizer,
+             decoder: Decoder | None = None) -> EvalResult:
     """Score ``model`` on ``batches`` (each with features, lengths, targets, intents, environments)."""
     start = time.perf_counter()
     refs: dict[str, list[str]] = defaultdict(list)
     hyps: dict[str, list[str]] = defaultdict(list)
     intent_hits: dict[str, list[bool]] = defaultdict(list)
-    for t in transcripts(model, batches, tokenizer):
+    for t in transcripts(model, batches, tokenizer, decoder):
         for key in (t.environment or "unknown", ALL):
             refs[key].append(t.reference)
             hyps[key].append(t.hypothesis)

@@ -17,7 +17,8 @@ import torch
 from .data.corpus import SPLITS, build_corpus, default_corpus_root, get_recipe, load_corpus_info
 from .data.dataset import FeatureStore, cache_key, epoch_batches
 from .data.features import FeatureConfig, SpecAugment
-from .data.manifest import load_dataset
+from .data.manifest import Utterance, load_dataset
+from .decoding import Decoder, LexiconDecoder, lexicon_of
 from .errors import PredictnasError
 from .space import SPACES
 from .supernet import Supernet, load_supernet
@@ -132,22 +133,32 @@ def load_split(supernet: Supernet, split: str = "dev", run_dir: str | Path | Non
                progress: bool = True) -> FeatureStore:
     """Features of a split of the data ``supernet`` was trained on (computed once, then cached)."""
     meta = supernet.metadata
+    utterances = utterances_of(supernet, split)
+    features = FeatureConfig.from_dict(meta["features"])
+    cache = feature_cache_dir(meta["data"], Path(run_dir or "."))
+    return FeatureStore.build(utterances, features, cache, resample=meta.get("resample", False), progress=progress)
+
+
+def utterances_of(supernet: Supernet, split: str) -> list[Utterance]:
+    """The utterances (paths and labels, no features) of a split of the data ``supernet`` was trained on."""
+    meta = supernet.metadata
     if "features" not in meta:
         raise PredictnasError("this supernet carries no data description (was it trained by predictnas train?)")
-    features = FeatureConfig.from_dict(meta["features"])
     description = meta["data"]
     if description["kind"] == "corpus":
         path = Path(description["path"])
         if not path.exists():  # the cache moved: look for the same recipe in this machine's cache
             path = default_corpus_root() / path.name
-        info = load_corpus_info(path)
-        utterances = load_dataset(info.manifest(split))
-    elif split in ("train", "dev"):
-        utterances = load_dataset(description[split])
-    else:
-        raise PredictnasError(f"split {split!r} is unknown for user data; use dev")
-    cache = feature_cache_dir(description, Path(run_dir or "."))
-    return FeatureStore.build(utterances, features, cache, resample=meta.get("resample", False), progress=progress)
+        return load_dataset(load_corpus_info(path).manifest(split))
+    if split in ("train", "dev"):
+        return load_dataset(description[split])
+    raise PredictnasError(f"split {split!r} is unknown for user data; use dev")
+
+
+def decoder_for(supernet: Supernet) -> Decoder:
+    """The decoder every stage scores this supernet's models with: lexicon beam search over the words of
+    its training transcripts (see :mod:`predictnas.decoding`)."""
+    return LexiconDecoder(lexicon_of(u.text for u in utterances_of(supernet, "train")))
 
 
 def load_trained_supernet(run_dir: str | Path | None = None, path: str | Path | None = None) -> Supernet:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
+from .decoding import describe
 from .io import atomic_path, write_json
 
 BUDGET_TOLERANCE = 1.05
@@ -85,7 +86,8 @@ def markdown(v: dict) -> str:
     budget = "-" if v.get("budget_ms") is None else f"{v['budget_ms']:g} ms"
     lines.append(f"Device `{v['device']['id']}`, {settings['finetune_steps']} training steps per model ({mode}), "
                  f"{settings['split']} split (unseen voices). Latency budget: {budget}. Predicted WER: "
-                 f"{'after fine-tuning (calibrated)' if predicts_finetuned(v) else 'with the supernet weights'}.")
+                 f"{'after fine-tuning (calibrated)' if predicts_finetuned(v) else 'with the supernet weights'}. "
+                 f"Transcripts decoded with {describe(v.get('decoding'))}.")
     for w in v.get("warnings", []):
         lines.append(f"\n> warning: {w}")
     lines += ["", "| model | params | " + " | ".join(f"WER {e} %" for e in environments) +

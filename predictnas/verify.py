@@ -7,7 +7,9 @@ For every candidate (and, with ``baselines``, every hand-crafted Conformer of ``
 2. export ONNX fp32 and dynamic int8, and time the device's format with the latency table's protocol
    (reference-normalised like the table) on the table's reference input;
 3. score WER per environment and intent accuracy on the test split (unseen voices) through ONNX Runtime,
-   and the supernet-inherited WER on the same split with PyTorch;
+   and the supernet-inherited WER on the same split with PyTorch, both decoded with the supernet's
+   decoder (:func:`~predictnas.experiment.decoder_for`); a top.json predicted for another decoding is
+   verified with a warning;
 4. with a production sample rate other than the model's, score it again on audio captured at that rate.
 
 Each model's result is written atomically as soon as it is complete, so a killed run resumes with the
@@ -29,9 +31,10 @@ from .bundle import Bundle
 from .data.dataset import FeatureStore, epoch_batches
 from .data.features import FeatureConfig, SpecAugment
 from .data.text import CharTokenizer
+from .decoding import Decoder, GreedyDecoder, describe, same_decoding
 from .errors import PredictnasError
 from .evaluate import bind, evaluate
-from .experiment import load_split, load_trained_supernet
+from .experiment import decoder_for, load_split, load_trained_supernet
 from .io import read_json, write_json
 from .latency.devices import fingerprint_mismatch, get_device
 from .latency.estimate import LatencyEstimator
@@ -146,12 +149,15 @@ def claim_folder(work: Path, model: Model, settings: VerifySettings) -> None:
 
 
 def verify_model(model: Model, supernet, table: LatencyTable, estimator: LatencyEstimator, test: FeatureStore,
-                 settings: VerifySettings, out: Path, progress: bool = True) -> dict:
-    """Train, export, time and score one model in ``out / model.name``; resumes where it stopped."""
+                 settings: VerifySettings, out: Path, progress: bool = True, decoder: Decoder | None = None) -> dict:
+    """Train, export, time and score one model in ``out / model.name``; resumes where it stopped. A result
+    decoded otherwise than with ``decoder`` is measured again from the trained model (decoding does not
+    change the training)."""
+    decoder = decoder or GreedyDecoder()
     work = out / model.name
     done = work / RESULT
     claim_folder(work, model, settings)
-    if done.exists():
+    if done.exists() and same_decoding(read_json(done).get("decoding"), decoder.spec()):
         return read_json(done)
     space = supernet.space
     started = time.perf_counter()
@@ -169,8 +175,8 @@ def verify_model(model: Model, supernet, table: LatencyTable, estimator: Latency
     session = device.session(onnx_bytes)
     intents = supernet.metadata["intents"]
     batches = epoch_batches(test, intents, batch_seconds=120.0)
-    measured = evaluate(_onnx_model(session), batches, CharTokenizer())
-    inherited = evaluate(bind(supernet, model.arch), batches, CharTokenizer())
+    measured = evaluate(_onnx_model(session), batches, CharTokenizer(), decoder)
+    inherited = evaluate(bind(supernet, model.arch), batches, CharTokenizer(), decoder)
     result = {
         "name": model.name, "kind": model.kind, "arch_id": model.arch.arch_id, "arch": model.arch.to_dict(),
         "params": sum(p.numel() for p in subnet.parameters()), "predicted": model.predicted,
@@ -181,11 +187,13 @@ def verify_model(model: Model, supernet, table: LatencyTable, estimator: Latency
         "training": {"steps": settings.finetune_steps, "from_scratch": settings.from_scratch,
                      "seconds": train_seconds},
         "onnx": {"fp32": str(fp32), "int8": str(int8)},
+        "decoding": decoder.spec(),
     }
     if settings.production_sample_rate and settings.production_sample_rate != supernet.metadata["sample_rate"]:
         production = _production_store(supernet, settings, test)
         result["production"] = {"sample_rate": settings.production_sample_rate, **evaluate(
-            _onnx_model(session), epoch_batches(production, intents, batch_seconds=120.0), CharTokenizer()).to_dict()}
+            _onnx_model(session), epoch_batches(production, intents, batch_seconds=120.0), CharTokenizer(),
+            decoder).to_dict()}
     write_json(done, result)
     return result
 
@@ -260,6 +268,10 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
         raise PredictnasError(f"{supernet_path}: its search space differs from the one top.json was searched in")
     table = LatencyTable.load(lut_path or find_table(settings.device, bundle.space.name))
     warnings = check_hardware(bundle, table, settings)
+    decoder = decoder_for(supernet)
+    if not same_decoding(bundle.model.get("decoder"), decoder.spec()):
+        warnings.append(f"decoding mismatch: top.json's WERs were predicted for {describe(bundle.model.get('decoder'))}; "
+                        f"verify measures with the supernet's, {describe(decoder.spec())}")
     model_rate = supernet.metadata["sample_rate"]
     if settings.production_sample_rate and settings.production_sample_rate != model_rate:
         warnings.append(f"feature mismatch: the models were searched and trained at {model_rate} Hz, production "
@@ -275,9 +287,9 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
     test = load_split(supernet, settings.split, progress=progress)
     for i, model in enumerate(models, 1):
         log(f"[{i}/{len(models)}] {model.name} ({model.arch.arch_id})")
-        results.append(verify_model(model, supernet, table, estimator, test, settings, out, progress))
+        results.append(verify_model(model, supernet, table, estimator, test, settings, out, progress, decoder))
     verification = {"bundle": str(Path(bundle_path).resolve()), "settings": dataclasses.asdict(settings),
-                    "device": table.device, "lut": table.source, "warnings": warnings,
+                    "device": table.device, "lut": table.source, "decoding": decoder.spec(), "warnings": warnings,
                     "budget_ms": bundle.objective.get("budget_ms"), "predictor": bundle.predictor, "search": bundle.search,
                     "models": results}
     write_report(verification, out)

@@ -209,7 +209,10 @@ def test_verify_measures_compares_and_reports(env, experiment, bundle_path, tmp_
     result = verify(env, experiment, bundle_path, out, "--baseline", baseline, "--production-sample-rate", 8000)
     assert result.returncode == 0, result.stderr
     assert "feature mismatch" in result.stderr and "8000 Hz" in result.stderr
+    assert "decoding mismatch" not in result.stderr
     report = json.loads((out / "verify.json").read_text())
+    # predicted and measured WERs are decoded alike: lexicon beam search over the training words
+    assert report["decoding"] == Bundle.load(bundle_path).model["decoder"] and report["decoding"]["kind"] == "lexicon"
     names = [m["name"] for m in report["models"]]
     assert names == ["nas-1", "nas-2", "hand-made"]
     for m in report["models"]:
@@ -227,10 +230,15 @@ def test_verify_measures_compares_and_reports(env, experiment, bundle_path, tmp_
 
 def test_calibrate_on_verified_models_then_search_for_their_finetuned_wer(env, experiment, bundle_path, tmp_path):
     space = get_space("speech-tiny")
+    with SQLiteStore(experiment["run_dir"] / "evals.sqlite") as store:
+        stored = sorted(store.records("dev"), key=lambda r: r.cer["all"])
+    # the tiny supernet spells words for few subnets, so most score 100 % CER: as hand-made models beside the
+    # picks, the stored subnets of lowest and highest CER, so the line has two CERs at least to be fitted on
+    assert stored[0].cer["all"] < stored[-1].cer["all"]
     baselines = []
-    for i, arch in enumerate(space.covering()[:2]):  # hand-made models beside the picks: >= 3 distinct models
+    for i, record in enumerate((stored[0], stored[-1])):
         baselines += ["--baseline", tmp_path / f"hand-{i}.json"]
-        (tmp_path / f"hand-{i}.json").write_text(arch.to_json())
+        (tmp_path / f"hand-{i}.json").write_text(space.from_json(record.arch).to_json())
     out = tmp_path / "verify"
     assert verify(env, experiment, bundle_path, out, *baselines).returncode == 0
     verified = {m["arch_id"]: m["measured"]["wer"]["all"] for m in json.loads((out / "verify.json").read_text())["models"]}
@@ -305,6 +313,29 @@ def test_verify_replaces_a_folder_left_by_another_model(env, experiment, bundle_
     for name, other in (("nas-1", "nas-2"), ("nas-2", "nas-1")):
         assert after[name]["arch_id"] == before[other]["arch_id"]
         assert after[name]["params"] == before[other]["params"]  # the weights trained for this architecture
+
+
+def test_verify_measures_again_what_was_decoded_otherwise_without_training_again(env, experiment, bundle_path,
+                                                                               tmp_path):
+    """A top.json and a verify folder from before decoders were recorded (greedy decoding): verify warns
+    that the predictions were for another decoding, and scores the trained models again with the lexicon."""
+    out = tmp_path / "verify"
+    assert verify(env, experiment, bundle_path, out).returncode == 0
+    result_path, weights = out / "nas-1" / "result.json", out / "nas-1" / "train" / "model.pt"
+    result = json.loads(result_path.read_text())
+    del result["decoding"]
+    result_path.write_text(json.dumps(result))
+    trained = weights.stat().st_mtime_ns
+    bundle = json.loads(bundle_path.read_text())
+    del bundle["model"]["decoder"]
+    legacy = tmp_path / "top.json"
+    legacy.write_text(json.dumps(bundle))
+    again = verify(env, experiment, legacy, out)
+    assert again.returncode == 0, again.stderr
+    assert "decoding mismatch" in again.stderr and "greedy" in again.stderr
+    measured = json.loads(result_path.read_text())
+    assert measured["decoding"]["kind"] == "lexicon" and weights.stat().st_mtime_ns == trained
+    assert measured["params"] == result["params"]
 
 
 def test_verify_refuses_a_table_from_other_hardware(env, experiment, bundle_path, tmp_path):

@@ -118,6 +118,18 @@ def test_store_refuses_another_supernet_and_a_corrupt_file(tmp_path):
         SQLiteStore(tmp_path / "bad.sqlite")
 
 
+def test_store_refuses_rows_evaluated_before_their_decoder_was_recorded(tmp_path):
+    with SQLiteStore(tmp_path / "old.sqlite", {"supernet": "x"}) as store:  # rows from before decoders
+        store.add(_record())
+    with pytest.raises(PredictnasError, match="before the decoder was recorded"):
+        SQLiteStore(tmp_path / "old.sqlite", {"supernet": "x", "decoder": "lexicon"})
+    SQLiteStore(tmp_path / "old.sqlite", {"supernet": "x", "sample_seed": "1"}).close()  # says which rows, not what they mean
+    SQLiteStore(tmp_path / "new.sqlite", {"supernet": "x"}).close()  # no rows yet: the decoder is recorded
+    SQLiteStore(tmp_path / "new.sqlite", {"supernet": "x", "decoder": "lexicon"}).close()
+    with pytest.raises(PredictnasError, match="another decoder"):
+        SQLiteStore(tmp_path / "new.sqlite", {"supernet": "x", "decoder": "greedy"})
+
+
 def _add_many(path: str, ids: list[str]) -> None:
     with SQLiteStore(path, {"supernet": "x"}) as store:
         for arch_id in ids:

@@ -28,7 +28,7 @@ from predictnas.data.features import FeatureConfig
 from predictnas.data.manifest import load_dataset
 from predictnas.data.text import CharTokenizer
 from predictnas.evaluate import bind, evaluate
-from predictnas.experiment import load_split, load_trained_supernet
+from predictnas.experiment import decoder_for, load_split, load_trained_supernet
 from predictnas.space import BLOCK_FIELDS, CONV_FIELDS, GLOBAL_FIELDS, NO_CONV, Arch, SearchSpace
 from predictnas.train import largest_arch, near_largest, smallest_arch
 from benchutil import spread  # noqa: E402  (tools/ is on sys.path when run as a script)
@@ -77,6 +77,7 @@ def main() -> None:
     args = parser.parse_args()
 
     supernet = load_trained_supernet(args.run_dir)
+    decoder = decoder_for(supernet)
     space = SearchSpace(supernet.space)
     if args.manifest:
         features = FeatureConfig.from_dict(supernet.metadata["features"])
@@ -95,7 +96,7 @@ def main() -> None:
     header = "".join(f"{'WER ' + e[:14]:>20}" for e in environments)
     print(f"{'subnet':<24}{'params':>10}{header}{'WER all':>9}{'CER all':>9}{'intent':>8}{'eval s':>8}")
     for label, arch in archs:
-        result = evaluate(bind(supernet, arch), batches, CharTokenizer())
+        result = evaluate(bind(supernet, arch), batches, CharTokenizer(), decoder)
         params = int(param_counts(space, space.encode(arch)[None])[0])
         rows.append({"label": label, "arch_id": arch.arch_id, "arch": arch.to_dict(), "params": params, **result.to_dict()})
         wers = "".join(f"{100 * result.wer[e]:>20.2f}" for e in environments)

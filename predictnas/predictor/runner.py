@@ -1,7 +1,7 @@
 """The ``sample`` stage: evaluate a covering sample of subnets with supernet weights into the store.
 
-Each subnet gets WER and CER per environment and intent accuracy on the dev set (greedy CTC, the same
-:func:`~predictnas.evaluate.evaluate` as every stage), params, FLOPs for the reference input, the LUT
+Each subnet gets WER and CER per environment and intent accuracy on the dev set (the supernet's
+decoder and the same :func:`~predictnas.evaluate.evaluate` as every stage), params, FLOPs for the reference input, the LUT
 latency estimate when a table is given, and its zero-cost proxies on one fixed dev minibatch.
 Evaluations run on an :class:`~predictnas.executor.Executor`; this driver alone writes the store, one
 transaction per subnet, so a killed run loses only what was in flight and a re-run skips what is stored.
@@ -29,7 +29,7 @@ from ..data.text import CharTokenizer
 from ..evaluate import bind, evaluate
 from ..errors import PredictnasError
 from ..executor import LocalExecutor
-from ..experiment import load_split, load_trained_supernet
+from ..experiment import decoder_for, load_split, load_trained_supernet
 from ..space import SearchSpace
 from ..train import largest_arch, smallest_arch
 from .features import REFERENCE_FRAMES
@@ -142,10 +142,12 @@ def _open_store(run_dir, supernet_path, store_path, fingerprint: dict) -> tuple[
     supernet = load_trained_supernet(run_dir, supernet_path)
     space = SearchSpace(supernet.space)
     weights = supernet_fingerprint(supernet_path)  # hashes the whole weights file: once
+    decoding = decoder_for(supernet).spec()
     store = SQLiteStore(store_path or run_dir / STORE, {"supernet": weights,
                                                          "space": json.dumps(space.config.to_dict(), sort_keys=True),
+                                                         "decoder": json.dumps(decoding, sort_keys=True),
                                                          **fingerprint},
-                        info=supernet_info(supernet, supernet_path, weights))
+                        info={**supernet_info(supernet, supernet_path, weights), "decoder": decoding})
     return space, store, supernet_path
 
 
@@ -180,7 +182,8 @@ _WORKER: dict = {}
 
 def _setup_worker(run_dir: str, supernet_path: str) -> None:
     supernet = load_trained_supernet(run_dir, supernet_path)
-    _WORKER.update(supernet=supernet, run_dir=run_dir, space=SearchSpace(supernet.space), batches={})
+    _WORKER.update(supernet=supernet, run_dir=run_dir, space=SearchSpace(supernet.space), batches={},
+                   decoder=decoder_for(supernet))
 
 
 def _batches(split: str) -> list:
@@ -201,7 +204,7 @@ def _evaluate_job(job: tuple) -> EvalRecord:
     protocol, arch_dict, latency_ms, with_proxies = job
     supernet, space = _WORKER["supernet"], _WORKER["space"]
     arch = space.from_json(arch_dict)
-    result = evaluate(bind(supernet, arch), _batches(_SPLIT_OF[protocol]), CharTokenizer())
+    result = evaluate(bind(supernet, arch), _batches(_SPLIT_OF[protocol]), CharTokenizer(), _WORKER["decoder"])
     row = space.encode(arch)[None]
     proxies, proxy_seconds = {}, 0.0
     if with_proxies and protocol == "dev":

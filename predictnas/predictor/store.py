@@ -26,6 +26,8 @@ from ..errors import PredictnasError
 from ..space import SpaceConfig
 
 SCHEMA_VERSION = 1
+# fingerprint keys that say what a stored WER means: rows stored before one of them was recorded are refused
+ROW_MEANING = ("supernet", "space", "decoder")
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,16 @@ class SQLiteStore(EvalStore):
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
     def _check_fingerprint(self, fingerprint: dict[str, str]) -> dict[str, str]:
-        """Record the fingerprint on first use; afterwards, refuse a different one."""
+        """Record the fingerprint on first use; afterwards, refuse a different one. A key of what the rows
+        mean (:data:`ROW_MEANING`) that rows were stored without (before it was recorded) counts as different."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            has_rows = self._db.execute("SELECT 1 FROM evals LIMIT 1").fetchone() is not None
+            recorded = {k for k in self._meta() if k.startswith("fingerprint.")}
+            unrecorded = [k for k in fingerprint if k in ROW_MEANING and f"fingerprint.{k}" not in recorded]
+            if has_rows and unrecorded:
+                raise PredictnasError(f"{self.path}: its rows were evaluated before the {unrecorded[0]} was recorded "
+                                      f"(this run's: {fingerprint[unrecorded[0]]}); use another store or --run-dir")
             for key, value in fingerprint.items():
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (f"fingerprint.{key}", str(value)))
             self._db.execute("COMMIT")

@@ -260,7 +260,8 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
     bundle = Bundle(
         space=space.config, candidates=candidates,
         model={"sample_rate": supernet.get("sample_rate"), "features": supernet.get("features"),
-               "intents": supernet.get("intents"), "supernet": {"path": supernet.get("path"), "hash": supernet.get("hash")}},
+               "intents": supernet.get("intents"), "supernet": {"path": supernet.get("path"), "hash": supernet.get("hash")},
+               "decoder": supernet.get("decoder")},
         reference_input={"seconds": table.input_seconds, "frames": table.frames.input},
         device=table.device, lut={"path": table.source, "hash": table.content_hash()},
         predictor={"path": str(predictor_path), "hash": predictor.content_hash, "target": target,
