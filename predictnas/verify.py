@@ -157,8 +157,9 @@ def verify_model(model: Model, supernet, table: LatencyTable, estimator: Latency
     work = out / model.name
     done = work / RESULT
     claim_folder(work, model, settings)
-    if done.exists() and same_decoding(read_json(done).get("decoding"), decoder.spec()):
-        return read_json(done)
+    earlier = read_json(done) if done.exists() else None
+    if earlier is not None and same_decoding(earlier.get("decoding"), decoder.spec()):
+        return earlier
     space = supernet.space
     started = time.perf_counter()
     subnet = _trained(model.arch, supernet, settings, work / "train", progress)
@@ -184,8 +185,8 @@ def verify_model(model: Model, supernet, table: LatencyTable, estimator: Latency
         "measured": {"latency": latency, "format": "int8" if device.fingerprint()["dtype"] == "int8" else "fp32",
                      "device": device.device_id, **measured.to_dict()},
         "inherited": inherited.to_dict(),
-        "training": {"steps": settings.finetune_steps, "from_scratch": settings.from_scratch,
-                     "seconds": train_seconds},
+        "training": earlier["training"] if earlier is not None else {  # scored again: it trained then
+            "steps": settings.finetune_steps, "from_scratch": settings.from_scratch, "seconds": train_seconds},
         "onnx": {"fp32": str(fp32), "int8": str(int8)},
         "decoding": decoder.spec(),
     }

@@ -335,7 +335,7 @@ def test_verify_measures_again_what_was_decoded_otherwise_without_training_again
     assert "decoding mismatch" in again.stderr and "greedy" in again.stderr
     measured = json.loads(result_path.read_text())
     assert measured["decoding"]["kind"] == "lexicon" and weights.stat().st_mtime_ns == trained
-    assert measured["params"] == result["params"]
+    assert measured["params"] == result["params"] and measured["training"] == result["training"]
 
 
 def test_verify_refuses_a_table_from_other_hardware(env, experiment, bundle_path, tmp_path):
