@@ -1,12 +1,12 @@
 """CTC decoding: from per-frame character scores to words.
 
 Every stage that scores a model (``sample``, ``calibrate``, ``verify``, ``evaluate``) decodes with the
-decoder of the data the supernet was trained on, :func:`decoder_for`: a lexicon-constrained beam search
-over the words of the training transcripts. The default corpus is a closed command grammar (a few
-hundred words), and on-device command recognisers decode against their vocabulary; greedy best-path
-decoding spells out character errors as non-words, so a weak subnet's WER sits at 100 % whatever its
-CER, and WER stops ranking subnets (issue 5). :class:`GreedyDecoder` stays for open-vocabulary use and
-for artifacts written before decoders were recorded.
+decoder of the data the supernet was trained on, :func:`~predictnas.experiment.decoder_for`: a lexicon-
+constrained beam search over the words of the training transcripts. The default corpus is a closed
+command grammar (a few hundred words), and on-device command recognisers decode against their
+vocabulary; greedy best-path decoding spells out character errors as non-words, so a weak subnet's WER
+sits at 100 % whatever its CER, and WER stops ranking subnets (issue 5). :class:`GreedyDecoder` stays
+for open-vocabulary use and for artifacts written before decoders were recorded.
 
 A decoder's :meth:`~Decoder.spec` is a small JSON-able dict that names it exactly; the evaluation store
 is stamped with it and ``top.json`` carries it, so a WER is only ever compared with one decoded alike.

@@ -1,10 +1,11 @@
 """The ``sample`` stage: evaluate a covering sample of subnets with supernet weights into the store.
 
-Each subnet gets WER and CER per environment and intent accuracy on the dev set (the supernet's
-decoder and the same :func:`~predictnas.evaluate.evaluate` as every stage), params, FLOPs for the reference input, the LUT
-latency estimate when a table is given, and its zero-cost proxies on one fixed dev minibatch.
-Evaluations run on an :class:`~predictnas.executor.Executor`; this driver alone writes the store, one
-transaction per subnet, so a killed run loses only what was in flight and a re-run skips what is stored.
+Each subnet gets WER and CER per environment and intent accuracy on the dev set (the supernet's decoder
+and the same :func:`~predictnas.evaluate.evaluate` as every stage), params, FLOPs for the reference
+input, the LUT latency estimate when a table is given, and its zero-cost proxies on one fixed dev
+minibatch. Evaluations run on an :class:`~predictnas.executor.Executor`; this driver alone writes the
+store, one transaction per subnet, so a killed run loses only what was in flight and a re-run skips what
+is stored.
 
 ``repeat`` re-evaluates the first subnets of the sample on the test split (unseen voices, disjoint from
 dev, the same size): the ``repeat`` protocol, from which ``fit`` measures the noise ceiling.
