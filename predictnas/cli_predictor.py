@@ -136,30 +136,40 @@ def format_report(report: dict) -> str:
 @run_dir_option
 @click.option("--supernet", "supernet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Supernet the verified models were fine-tuned from (default: RUN_DIR/supernet.pt).")
+# the choices of predictor.finetune.SOURCES, written out so that `--help` need not import the predictor
+@click.option("--source", type=click.Choice(["wer/all", "cer/all"]), default="wer/all", show_default=True,
+              help="The shared-weight dev metric mapped to fine-tuned WER (cer/all where greedy decoding leaves "
+                   "WER near 100 %).")
+@click.option("--descriptors", default="log10_flops,conv_fraction", show_default=True,
+              help="Architecture descriptors beside the shared-weight metric, comma-separated, of log10_params, "
+                   "log10_flops and conv_fraction (share of blocks with a conv module); 'none' for none.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the calibration (default: RUN_DIR/finetune.json).")
 @click.option("--no-progress", is_flag=True)
-def calibrate_command(verify_paths: tuple[Path, ...], run_dir: Path, supernet_path: Path | None, workers: int,
-                      out_path: Path | None, no_progress: bool) -> None:
-    """Fit the line from shared-weight CER to the WER verify measures after fine-tuning, on verified models.
+def calibrate_command(verify_paths: tuple[Path, ...], run_dir: Path, supernet_path: Path | None, source: str,
+                      descriptors: str, workers: int, out_path: Path | None, no_progress: bool) -> None:
+    """Fit the map from shared-weight WER and architecture descriptors to the WER verify measures after
+    fine-tuning, on verified models.
 
-    `search --finetune-calibration` then optimizes that fine-tuned WER. Each model's dev CER with the
-    supernet's weights is read from (or evaluated into) the run's store.
+    `search --finetune-calibration` then optimizes that fine-tuned WER. Each verified model's dev WER
+    with the supernet's weights is read from (or evaluated into) the run's store.
     """
     from .predictor.finetune import calibrate
 
-    calibration = calibrate(run_dir, list(verify_paths), supernet_path, workers, progress=not no_progress)
+    names = () if descriptors.strip() == "none" else tuple(d.strip() for d in descriptors.split(",") if d.strip())
+    calibration = calibrate(run_dir, list(verify_paths), supernet_path, workers, progress=not no_progress,
+                            source=source, descriptors=names)
     out_path = out_path or run_dir / "finetune.json"
     calibration.save(out_path)
-    click.echo(f"  {'model':<14}{'arch_id':<18}{'shared-weight CER %':>20}{'fine-tuned WER %':>18}{'line %':>8}")
+    shared = f"shared {source.split('/')[0].upper()} %"
+    click.echo(f"  {'model':<14}{'arch_id':<18}{shared:>14}" + "".join(f"{d:>15}" for d in names)
+               + f"{'fine-tuned WER %':>18}{'fitted %':>10}")
     for m in calibration.models:
-        line = 100 * calibration(m["shared_cer"])
-        click.echo(f"  {m['name']:<14}{m['arch_id']:<18}{100 * m['shared_cer']:>20.2f}{100 * m['finetuned_wer']:>18.2f}"
-                   f"{line:>8.2f}")
-    loo = calibration.leave_one_out
-    click.echo(f"fine-tuned WER = {calibration.slope:.3f} x shared-weight CER {calibration.intercept:+.3f} over "
-               f"{len(calibration.models)} models ({calibration.recipe['finetune_steps']} steps"
-               f"{' from scratch' if calibration.recipe['from_scratch'] else ''}); leave-one-out |error| median "
-               f"{loo['median_points']:.2f}, max {loo['max_points']:.2f} points")
+        fitted = 100 * calibration.apply([[m["shared"], *(m[d] for d in names)]])[0]
+        click.echo(f"  {m['name']:<14}{m['arch_id']:<18}{100 * m['shared']:>14.2f}" + "".join(f"{m[d]:>15.3f}" for d in names)
+                   + f"{100 * m['finetuned_wer']:>18.2f}{fitted:>10.2f}")
+    recipe = calibration.recipe
+    click.echo(f"{calibration.describe()} ({recipe['finetune_steps']} training steps"
+               f"{' from scratch' if recipe['from_scratch'] else ''})")
     click.echo(f"wrote {out_path}")

@@ -33,7 +33,8 @@ SHIPPED_PREDICTORS = Path(__file__).resolve().parents[1] / "data" / "predictor"
               help="predictor.json (default: RUN_DIR/predictor.json, else the shipped one for the space).")
 @click.option("--finetune-calibration", "calibration_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Optimize the WER verify will measure after fine-tuning: the predictor's shared-weight "
-                                 "CER through this calibration (made by `predictnas calibrate`).")
+                                 "WER (or CER) and the architecture's descriptors through this calibration (made by "
+                                 "`predictnas calibrate`).")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/default"), show_default=True)
 @click.option("--lut", "lut_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Latency table (default: the shipped table of --device).")
@@ -73,7 +74,7 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
     out_path = out_path or run_dir / "top.json"
     finetune = None
     if calibration_path:
-        from .predictor.finetune import SOURCE, FinetuneCalibration
+        from .predictor.finetune import FinetuneCalibration
 
         finetune = FinetuneCalibration.load(calibration_path)
     measure = None
@@ -82,7 +83,7 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
         from .predictor.runner import supernet_meter
 
         supernet = (predictor.supernet or {}).get("path") or run_dir / "supernet.pt"
-        measure = supernet_meter(SOURCE if finetune else predictor.target_for(environment), supernet, workers,
+        measure = supernet_meter(finetune.source if finetune else predictor.target_for(environment), supernet, workers,
                                  LatencyEstimator(table), not no_progress)
     bundle = run_search(settings, table, predictor, out_path, predictor_path, allow_hardware_gap, not no_progress,
                         command=" ".join(["predictnas"] + sys.argv[1:]), log=lambda m: click.echo(m, err=True),
@@ -92,8 +93,9 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
                f"({stats['candidates_per_second']:,.0f}/s, {stats['generations']} generations); budget "
                f"{settings.budget_ms:g} ms on {table.device_id} (fastest reachable {stats['fastest_ms']:.1f} ms)")
     # what a rescored finalist's WER is: measured with the supernet's weights, or fine-tuned WER estimated from
-    # its measured CER
-    measured_key, what = ("finetuned_wer", "fine-tuned WER from their dev CER") if finetune else ("supernet_wer", "dev WER")
+    # its measured WER (or CER)
+    measured_key, what = (("finetuned_wer", f"fine-tuned WER from their dev {finetune.source.split('/')[0].upper()}")
+                          if finetune else ("supernet_wer", "dev WER"))
     if "rescored" in stats:
         measured, predicted = ([100 * f[k] for f in stats["finalists"]] for k in (measured_key, "wer"))
         click.echo(f"measured {stats['rescored']} finalists with the supernet in {stats['rescore_seconds']:.1f} s: "

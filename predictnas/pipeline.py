@@ -6,11 +6,12 @@ supernet (``train`` resumes or returns at once when finished) -> ``sample`` (ski
 ``calibrate`` on what verify measured -> ``search --finetune-calibration`` into ``calibrated/top.json``
 -> ``verify`` of its picks. Each stage is the same library call its own command makes.
 
-Why two rounds: the predictor learns shared-weight WER, which saturates near 100 % for the subnets a
-tight budget holds, so the first search's picks are chosen mostly by latency. The models verify fine-tunes
-tell how shared-weight CER turns into the WER verify measures (:mod:`predictnas.predictor.finetune`), and
-the second search optimizes that estimate (runs/small13, 40 ms: 83.8 % measured WER in the first round,
-74.2 % in the calibrated one).
+Why two rounds: the predictor learns shared-weight WER, but fine-tuning takes different amounts off
+different models (more off ones with more compute and conv modules), so the first search optimizes the
+wrong number. The models verify fine-tunes tell how shared-weight WER and the architecture turn into the
+WER verify measures (:mod:`predictnas.predictor.finetune`), and the second search optimizes that estimate
+(runs/small13, 40 ms, greedy decoding, calibrated on CER: 83.8 % measured WER in the first round, 74.2 %
+in the calibrated one).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
     from .latency.estimate import LatencyEstimator
     from .latency.table import LatencyTable
     from .predictor import AccuracyPredictor, FeatureSpec, SQLiteStore
-    from .predictor.finetune import SOURCE, calibrate
+    from .predictor.finetune import calibrate
     from .predictor.fitting import fit_predictor
     from .predictor.runner import STORE, sample_subnets, supernet_meter
     from .search.job import SearchSettings, parse_latency_ms, run_search
@@ -88,7 +89,7 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
             step(n, f"search: {top} exists, kept (delete it to search again)")
             return
         step(n, f"searching under {budget_ms:g} ms for {settings.search_seconds:g} s{what}")
-        target = SOURCE if finetune else predictor.target_for(None)
+        target = finetune.source if finetune else predictor.target_for(None)
         measure = supernet_meter(target, run_dir / "supernet.pt", settings.workers, LatencyEstimator(table),
                                  progress) if settings.rescore else None
         run_search(search_settings, table, predictor, top, run_dir / "predictor.json", progress=progress,
@@ -105,17 +106,18 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
     verify(top, 6)
     if not calibrating:
         return top
-    step(7, "calibrating shared-weight CER to the WER verify measured")
+    step(7, "calibrating shared-weight WER (and architecture descriptors) to the WER verify measured")
     try:
+        # architecture descriptors only beside the baselines: the top-k alone are too few and too alike to
+        # fit their coefficients
         finetune = calibrate(run_dir, [top.parent / "verify" / "verify.json"], run_dir / "supernet.pt",
-                             settings.workers, progress=progress)
+                             settings.workers, progress=progress,
+                             **({} if settings.baselines else {"descriptors": ()}))
     except PredictnasError as e:  # too few or too alike models to fit a line: the first round stands
         log(f"not calibrated: {e}")
         return top
     finetune.save(run_dir / "finetune.json")
-    log(f"  fine-tuned WER = {finetune.slope:.3f} x shared-weight CER {finetune.intercept:+.3f} over "
-        f"{len(finetune.models)} models (leave-one-out |error| median {finetune.leave_one_out['median_points']:.2f} "
-        f"points)")
+    log(f"  {finetune.describe()}")
     calibrated = run_dir / "calibrated" / "top.json"
     search(calibrated, 8, ", for the fine-tuned WER", finetune)
     for baseline in map(Path, verify_settings.baselines):  # measured in the first round: not trained again

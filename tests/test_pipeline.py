@@ -16,11 +16,10 @@ from predictnas.bundle import Bundle
 from predictnas.complexity import param_counts
 from predictnas.space import SearchSpace, get_space
 from predictnas.search import Problem, Scores
-from predictnas.search.job import (SearchSettings, distinct_picks, parse_bytes, parse_count, parse_latency_ms,
-                                   pick_measured)
+from predictnas.search.job import SearchSettings, distinct_picks, parse_bytes, parse_count, parse_latency_ms
 from predictnas.errors import PredictnasError
 from predictnas.predictor import AccuracyPredictor, SQLiteStore
-from predictnas.predictor.finetune import FinetuneCalibration
+from predictnas.predictor.finetune import FinetuneCalibration, descriptor_columns
 from predictnas.report import predicted_wer_of
 
 from commandline import REPO, one_error_line, run, start
@@ -156,16 +155,6 @@ def test_timing_on_another_machine_than_the_tables_is_refused(env, experiment, t
     assert not (tmp_path / "top.json").exists()
 
 
-def test_finalists_that_all_time_over_the_budget_are_an_error_not_a_pick():
-    space = get_space("speech-tiny")
-    problem = Problem(space, lambda genes: None, lambda genes: np.full(len(genes), 5.0), latency_budget_ms=10.0)
-    settings = SearchSettings(budget_ms=10.0, top_k=2)
-    timed = Scores(wer=np.array([0.3, 0.2, 0.4, 0.5]), latency_ms=np.array([9.0, 10.5, 8.0, 7.0]))
-    assert pick_measured(problem, timed, settings).tolist() == [0, 2]  # row 1 is best but ran over
-    with pytest.raises(PredictnasError, match="none of the 2 finalists ran within 10 ms"):
-        pick_measured(problem, timed.take(np.array([1, 1])), settings)
-
-
 def test_search_refuses_impossible_budgets_and_other_spaces(env, experiment, tmp_path):
     one_error_line(search(env, experiment, "--budget", "0.0005ms", "--generations", 1),
                    "below the fastest latency this space reaches")
@@ -231,29 +220,37 @@ def test_verify_measures_compares_and_reports(env, experiment, bundle_path, tmp_
 def test_calibrate_on_verified_models_then_search_for_their_finetuned_wer(env, experiment, bundle_path, tmp_path):
     space = get_space("speech-tiny")
     with SQLiteStore(experiment["run_dir"] / "evals.sqlite") as store:
-        stored = sorted(store.records("dev"), key=lambda r: r.cer["all"])
-    # the tiny supernet spells words for few subnets, so most score 100 % CER: as hand-made models beside the
-    # picks, the stored subnets of lowest and highest CER, so the line has two CERs at least to be fitted on
-    assert stored[0].cer["all"] < stored[-1].cer["all"]
+        stored = sorted(store.records("dev"), key=lambda r: r.wer["all"])
+    # the tiny supernet spells words for few subnets, so most score 100 % WER: as hand-made models beside the
+    # picks, the stored subnets of lowest, middle and highest WER, so that there are two WERs at least to fit on
+    assert stored[0].wer["all"] < stored[-1].wer["all"]
     baselines = []
-    for i, record in enumerate((stored[0], stored[-1])):
+    for i, record in enumerate((stored[0], stored[len(stored) // 2], stored[-1])):
         baselines += ["--baseline", tmp_path / f"hand-{i}.json"]
         (tmp_path / f"hand-{i}.json").write_text(space.from_json(record.arch).to_json())
     out = tmp_path / "verify"
     assert verify(env, experiment, bundle_path, out, *baselines).returncode == 0
-    verified = {m["arch_id"]: m["measured"]["wer"]["all"] for m in json.loads((out / "verify.json").read_text())["models"]}
+    verified = {m["arch_id"]: (m["measured"]["wer"]["all"], space.encode(space.from_json(m["arch"])))
+                for m in json.loads((out / "verify.json").read_text())["models"]}
     calibration_path = tmp_path / "finetune.json"
     result = run(env, "calibrate", out / "verify.json", "--run-dir", experiment["run_dir"], "--out", calibration_path,
                  "--no-progress")
     assert result.returncode == 0, result.stderr
-    assert "leave-one-out |error| median" in result.stdout
+    assert "fine-tuned WER = " in result.stdout and "conv_fraction over 5 models" in result.stdout
     calibration = FinetuneCalibration.load(calibration_path)
-    with SQLiteStore(experiment["run_dir"] / "evals.sqlite") as store:  # the shared-weight dev CER of each model
-        shared = {r.arch_id: r.cer["all"] for r in store.records("dev")}
-    rows = {m["arch_id"]: (m["shared_cer"], m["finetuned_wer"]) for m in calibration.models}
-    assert rows == {a: (shared[a], wer) for a, wer in verified.items()}
-    cer, wer = np.array(list(rows.values())).T
-    assert (calibration.slope, calibration.intercept) == pytest.approx(tuple(np.polyfit(cer, wer, 1)))
+    assert calibration.inputs == ("wer/all", "log10_flops", "conv_fraction")
+    with SQLiteStore(experiment["run_dir"] / "evals.sqlite") as store:  # the shared-weight dev WER of each model
+        shared = {r.arch_id: r.wer["all"] for r in store.records("dev")}
+    genes = np.stack([g for _, g in verified.values()])
+    described = descriptor_columns(calibration.descriptors, space, genes)
+    rows = {m["arch_id"]: (m["shared"], m["log10_flops"], m["conv_fraction"], m["finetuned_wer"])
+            for m in calibration.models}
+    assert rows.keys() == verified.keys()
+    for (arch_id, (wer, _)), d in zip(verified.items(), described):
+        assert rows[arch_id] == pytest.approx((shared[arch_id], *d, wer))
+    x = np.column_stack([[shared[a] for a in verified], described, np.ones(len(verified))])
+    wer = [w for w, _ in verified.values()]
+    assert [*calibration.coefficients, calibration.intercept] == pytest.approx(np.linalg.lstsq(x, wer, rcond=None)[0])
 
     top = tmp_path / "search" / "top.json"
     result = search(env, experiment, "--budget", f"{budget_ms(experiment)}ms", "--generations", 3, "--population", 100,
@@ -263,12 +260,13 @@ def test_calibrate_on_verified_models_then_search_for_their_finetuned_wer(env, e
     assert bundle.predictor["target"].startswith("finetuned") and bundle.predictor["finetune"]["models"] == len(rows)
     predictor = AccuracyPredictor.load(experiment["run_dir"] / "predictor.json")
     with SQLiteStore(experiment["run_dir"] / "evals.sqlite") as store:  # now with the finalists' evaluations
-        shared = {r.arch_id: r.cer["all"] for r in store.records("dev")}
-    for c in bundle.candidates:  # predicted: the predictor's CER through the line; rescored: the measured CER
+        shared = {r.arch_id: r.wer["all"] for r in store.records("dev")}
+    for c in bundle.candidates:  # predicted: the predictor's WER and the genes through it; rescored: measured WER
         genes = space.encode(c.arch)[None]
-        assert c.predicted["wer"] == pytest.approx(calibration(predictor.predict(genes, "cer/all"))[0], rel=1e-5)
-        assert c.predicted["supernet_cer"] == shared[c.arch.arch_id]
-        assert c.predicted["finetuned_wer"] == pytest.approx(calibration([c.predicted["supernet_cer"]])[0])
+        predicted = calibration(predictor.predict(genes, "wer/all"), space, genes)[0]
+        assert c.predicted["wer"] == pytest.approx(predicted, rel=1e-5)
+        assert c.predicted["supernet_wer"] == shared[c.arch.arch_id]
+        assert c.predicted["finetuned_wer"] == pytest.approx(calibration([c.predicted["supernet_wer"]], space, genes)[0])
     one_error_line(search(env, experiment, "--budget", f"{budget_ms(experiment)}ms", "--generations", 2,
                           "--finetune-calibration", calibration_path, "--environment", "quiet_home",
                           "--out", tmp_path / "env" / "top.json"), "estimates WER over every environment")
@@ -371,15 +369,15 @@ def test_run_does_every_stage_and_a_second_run_skips_them(env, experiment, tmp_p
     assert first.returncode == 0, first.stderr
     for name in ("supernet.pt", "evals.sqlite", "predictor.json", "top.json", "pareto.png", "verify/verify.json"):
         assert (tmp_path / name).exists(), name
-    # After its 24 steps the tiny supernet mostly outputs blanks. When every pick scores 100 % CER there is no
+    # After its 24 steps the tiny supernet mostly outputs blanks. When every pick scores 100 % WER there is no
     # line to fit: run says so in one line and the first round stands. Otherwise the calibrated round runs.
-    if "not calibrated: every verified model has the same shared-weight CER" in first.stderr:
+    if "not calibrated: every verified model has the same shared-weight" in first.stderr:
         assert not (tmp_path / "finetune.json").exists() and not (tmp_path / "calibrated").exists()
         tops = ["top.json"]
     else:
         for name in ("finetune.json", "calibrated/top.json", "calibrated/pareto.png", "calibrated/verify/verify.json"):
             assert (tmp_path / name).exists(), f"{name}: {first.stderr[-1500:]}"
-        # the second search optimized the WER verify measures: the calibration's estimate from the predictor's CER
+        # the second search optimized the WER verify measures: the calibration's estimate from the predictor's WER
         calibrated = Bundle.load(tmp_path / "calibrated" / "top.json")
         assert calibrated.predictor["target"].startswith("finetuned wer/all")
         calibration = FinetuneCalibration.load(tmp_path / "finetune.json")

@@ -1,16 +1,23 @@
-"""From shared-weight numbers to fine-tuned WER: a line fitted on models that ``verify`` measured.
+"""From shared-weight numbers to fine-tuned WER: a linear model fitted on models that ``verify`` measured.
 
 The predictor predicts what a subnet scores with the supernet's shared weights, but ``verify`` fine-tunes
-each pick before measuring it, and on runs/small12 400 steps took 9-28 points of WER off, by different
-amounts per model: the predicted WER missed the measured one by 12-27 points. Across the 9 models
-verified there (6 NAS picks and 3 Conformers), fine-tuned WER was close to a line in shared-weight dev
-CER: leave-one-out error median 0.87 points (max 3.97), against 6.6 (max 18.1) from shared-weight dev WER,
-which saturates near 100 % on small subnets while their CER still separates them.
+each pick before measuring it, and fine-tuning takes different amounts off different models: on
+runs/small12 400 steps took 9-28 points of WER off, and the predicted WER missed the measured one by 12-27
+points. A :class:`FinetuneCalibration` maps the shared-weight number to the WER ``verify`` will measure.
 
-A :class:`FinetuneCalibration` is that line. It is fitted on the dev-set shared-weight CER of every
-verified model (what the predictor's ``cer/all`` predicts and ``search --rescore`` measures; the
-evaluations go through the run's store) against the test WER its ``verify`` measured, over verify runs of
-one training recipe. Applied to the predictor's CER it estimates the WER a pick will measure in verify.
+Its inputs are one shared-weight metric of the dev set (``source``: what the predictor predicts and
+``search --rescore`` measures; the evaluations go through the run's store) and architecture descriptors
+computed from the genes (:data:`DESCRIPTORS`): fine-tuning helps models with more compute and with conv
+modules more, which the shared weights do not show. Measured on the 25 models verified with lexicon
+decoding on runs/lex13 (leave-one-out |error| median, max, in points): dev CER alone 6.9, 19.8; dev WER
+alone 3.8, 11.8; WER and log10 params 1.9, 9.6; WER and log10 FLOPs 2.0, 7.3; **WER, log10 FLOPs and the
+share of blocks with a conv module 1.2, 7.3** (the default). A search exploits whatever the inputs reward:
+with log10 params, the 40-ms search picked 7-block models whose parameters sat in feed-forward layers
+without conv modules, and they measured 9 points above the estimate. With greedy decoding WER sat near
+100 % for small subnets and CER alone was the better input (the ``/1`` files, which still load).
+
+It is fitted by least squares on the verified models against the test WER their ``verify`` measured, over
+verify runs of one training recipe.
 """
 
 from __future__ import annotations
@@ -19,54 +26,134 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from ..complexity import flops, param_counts
 from ..errors import PredictnasError
 from ..io import read_json, write_json
+from ..space import NO_CONV
 
-FORMAT = "predictnas-finetune-calibration/1"
-SOURCE = "cer/all"  # the shared-weight metric mapped: dev CER over every environment
-MIN_MODELS = 3
+FORMAT = "predictnas-finetune-calibration/3"
+FORMAT_V1 = "predictnas-finetune-calibration/1"  # a line in shared-weight CER alone
+SOURCES = ("wer/all", "cer/all")  # shared-weight dev metrics over every environment
+DEFAULT_SOURCE = "wer/all"
+FLOPS_FRAMES = 300  # FLOPs of 3 s of input: the order of a spoken command (only the log's differences matter)
 # what changes the fine-tuned WER of a model besides the model: verify runs pooled must agree on these
 RECIPE_FIELDS = ("finetune_steps", "from_scratch", "peak_lr", "batch_seconds", "split", "seed")
 
 
+def _log10_params(space, genes: np.ndarray) -> np.ndarray:
+    return np.log10(param_counts(space, genes).astype(np.float64))
+
+
+def _log10_flops(space, genes: np.ndarray) -> np.ndarray:
+    return np.log10(flops(space, genes, FLOPS_FRAMES).astype(np.float64))
+
+
+def _conv_fraction(space, genes: np.ndarray) -> np.ndarray:
+    values = space.decode_values(genes)
+    with_conv = (values.conv_kind != space.config.conv_kinds.index(NO_CONV)) & values.active
+    return with_conv.sum(axis=1) / values.active.sum(axis=1)
+
+
+# architecture descriptors a calibration may use, vectorized over gene rows
+DESCRIPTORS: dict[str, Callable[[object, np.ndarray], np.ndarray]] = {
+    "log10_params": _log10_params, "log10_flops": _log10_flops, "conv_fraction": _conv_fraction}
+DEFAULT_DESCRIPTORS = ("log10_flops", "conv_fraction")
+
+
 @dataclass(frozen=True)
 class FinetuneCalibration:
-    """``fine-tuned WER = slope * shared-weight CER + intercept`` (fractions), for one training recipe."""
+    """``fine-tuned WER = intercept + coefficients . (shared, *descriptors)`` (fractions), for one recipe.
 
-    slope: float
+    ``shared`` is the model's shared-weight dev ``source`` metric; the descriptors are computed from its
+    genes. Call it with the shared-weight values, the space and the gene rows."""
+
+    source: str
+    descriptors: tuple[str, ...]
+    coefficients: tuple[float, ...]  # the source's, then one per descriptor
     intercept: float
     recipe: dict
     supernet_hash: str
-    models: tuple[dict, ...]  # each fitted row: name, arch_id, shared_cer, finetuned_wer, verify file
+    models: tuple[dict, ...]  # each fitted row: name, arch_id, verify file, finetuned_wer, shared, descriptors
     leave_one_out: dict  # |error| in points when each model is predicted from the others: median, max
 
-    def __call__(self, shared_cer: np.ndarray) -> np.ndarray:
-        return np.maximum(self.slope * np.asarray(shared_cer, dtype=np.float64) + self.intercept, 0.0)
+    def __call__(self, shared: np.ndarray, space=None, genes: np.ndarray | None = None) -> np.ndarray:
+        shared = np.asarray(shared, dtype=np.float64).reshape(-1, 1)
+        if not self.descriptors:
+            return self.apply(shared)
+        return self.apply(np.column_stack([shared, descriptor_columns(self.descriptors, space, genes)]))
+
+    def apply(self, columns: np.ndarray) -> np.ndarray:
+        """The estimate from input columns (shared, then the descriptors); a WER is never negative."""
+        return np.maximum(np.asarray(columns, dtype=np.float64) @ np.array(self.coefficients) + self.intercept, 0.0)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.source, *self.descriptors)
+
+    def describe(self) -> str:
+        names = [f"shared-weight dev {self.source}", *self.descriptors]
+        terms = " ".join(f"{'+' if c >= 0 else '-'} {abs(c):.3f} x {name}" for c, name in zip(self.coefficients, names))
+        loo = self.leave_one_out
+        held_out = ("no model can be left out and the rest still fitted" if loo.get("median_points") is None else
+                    f"leave-one-out |error| median {loo['median_points']:.2f}, max {loo['max_points']:.2f} points")
+        return f"fine-tuned WER = {self.intercept:.3f} {terms} over {len(self.models)} models; {held_out}"
 
     @property
     def content_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "source": SOURCE, **asdict(self), "models": list(self.models)}
+        return {"format": FORMAT, **asdict(self), "descriptors": list(self.descriptors),
+                "coefficients": list(self.coefficients), "models": list(self.models)}
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> "FinetuneCalibration":
-        data = read_json(path)
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise PredictnasError(f"{path}: not a predictnas fine-tuning calibration (expected format {FORMAT!r}); "
-                                  f"make one with `predictnas calibrate`")
+        return cls.from_dict(read_json(path), path)
+
+    @classmethod
+    def from_dict(cls, data, source: str | Path = "calibration") -> "FinetuneCalibration":
+        if not isinstance(data, dict) or data.get("format") not in (FORMAT, FORMAT_V1):
+            raise PredictnasError(f"{source}: not a predictnas fine-tuning calibration of this version (expected "
+                                  f"format {FORMAT!r}); make one with `predictnas calibrate`")
         try:
-            return cls(float(data["slope"]), float(data["intercept"]), dict(data["recipe"]), str(data["supernet_hash"]),
-                       tuple(data["models"]), dict(data["leave_one_out"]))
-        except (KeyError, TypeError, ValueError) as e:
-            raise PredictnasError(f"{path}: malformed calibration ({type(e).__name__}: {e})") from None
+            if data["format"] == FORMAT_V1:
+                models = tuple({**m, "shared": m["shared_cer"]} for m in data["models"])
+                return cls("cer/all", (), (float(data["slope"]),), float(data["intercept"]),
+                           dict(data["recipe"]), str(data["supernet_hash"]), models, dict(data["leave_one_out"]))
+            calibration = cls(str(data["source"]), tuple(data["descriptors"]),
+                              tuple(float(c) for c in data["coefficients"]), float(data["intercept"]),
+                              dict(data["recipe"]), str(data["supernet_hash"]), tuple(data["models"]),
+                              dict(data["leave_one_out"]))
+            check_inputs(calibration.source, calibration.descriptors)
+            if len(calibration.coefficients) != len(calibration.inputs):
+                raise ValueError(f"{len(calibration.coefficients)} coefficients for {len(calibration.inputs)} inputs")
+            return calibration
+        except (KeyError, TypeError, ValueError, PredictnasError) as e:
+            raise PredictnasError(f"{source}: malformed calibration ({type(e).__name__}: {e})") from None
+
+
+def check_inputs(source: str, descriptors: tuple[str, ...]) -> None:
+    if source not in SOURCES:
+        raise PredictnasError(f"unknown shared-weight source {source!r}: expected one of {', '.join(SOURCES)}")
+    unknown = [d for d in descriptors if d not in DESCRIPTORS]
+    if unknown or len(set(descriptors)) != len(descriptors):
+        raise PredictnasError(f"descriptors {', '.join(descriptors)}: each at most once, of "
+                              f"{', '.join(DESCRIPTORS)}")
+
+
+def descriptor_columns(descriptors: tuple[str, ...], space, genes: np.ndarray | None) -> np.ndarray:
+    """``(n, len(descriptors))``: each descriptor of each gene row."""
+    if space is None or genes is None:
+        raise PredictnasError(f"this calibration needs each model's architecture ({', '.join(descriptors)})")
+    genes = np.asarray(genes).reshape(-1, space.n_genes)
+    return np.column_stack([DESCRIPTORS[name](space, genes) for name in descriptors])
 
 
 def verified_models(verifications: list[tuple[str, dict]]) -> tuple[dict, list[dict]]:
@@ -94,37 +181,58 @@ def verified_models(verifications: list[tuple[str, dict]]) -> tuple[dict, list[d
     return recipe, list(models.values())
 
 
-def fit_calibration(recipe: dict, models: list[dict], shared_cer: np.ndarray, supernet_hash: str) -> FinetuneCalibration:
-    """The least-squares line from ``shared_cer`` (one per model, dev set) to each model's fine-tuned WER."""
-    if len(models) < MIN_MODELS:
-        raise PredictnasError(f"{len(models)} verified model(s); a calibration needs at least {MIN_MODELS} "
-                              f"(verify more picks, or add --baselines)")
-    x = np.asarray(shared_cer, dtype=np.float64)
+def _least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """Coefficients then intercept, or None where the columns (with the constant) do not separate the rows."""
+    with_constant = np.column_stack([x, np.ones(len(x))])
+    if np.linalg.matrix_rank(with_constant) < with_constant.shape[1]:
+        return None
+    return np.linalg.lstsq(with_constant, y, rcond=None)[0]
+
+
+def fit_calibration(recipe: dict, models: list[dict], shared: np.ndarray, supernet_hash: str,
+                    source: str = DEFAULT_SOURCE, descriptors: tuple[str, ...] = (),
+                    described: np.ndarray | None = None) -> FinetuneCalibration:
+    """Least squares from ``shared`` (the ``source`` metric of each model with the supernet's weights, dev
+    set) and ``described`` (each model's ``descriptors``, one column each) to its fine-tuned WER."""
+    check_inputs(source, descriptors)
+    x = np.asarray(shared, dtype=np.float64).reshape(-1, 1)
+    if described is not None:
+        x = np.column_stack([x, np.asarray(described, dtype=np.float64)])
+    if x.shape[1] != 1 + len(descriptors):
+        raise PredictnasError(f"{x.shape[1] - 1} descriptor columns for {len(descriptors)} descriptors")
+    least = x.shape[1] + 2  # so that each leave-one-out fit still has a row more than it has unknowns
+    if len(models) < least:
+        raise PredictnasError(f"{len(models)} verified model(s); a calibration on {' and '.join((source, *descriptors))} "
+                              f"needs at least {least} (verify more picks, or add --baselines)")
     y = np.array([m["finetuned_wer"] for m in models])
-    if np.ptp(x) == 0:
-        raise PredictnasError("every verified model has the same shared-weight CER: nothing to fit a line on")
-    slope, intercept = np.polyfit(x, y, 1)
+    fitted = _least_squares(x, y)
+    if fitted is None:
+        raise PredictnasError(f"every verified model has the same shared-weight {source}"
+                              f"{' (or descriptors in line with it)' if descriptors else ''}: nothing to fit on")
     errors = []
-    for i in range(len(x)):
-        rest = np.arange(len(x)) != i
-        if np.ptp(x[rest]) > 0:
-            errors.append(abs(np.polyval(np.polyfit(x[rest], y[rest], 1), x[i]) - y[i]))
-    rows = tuple({**{k: m[k] for k in ("name", "arch_id", "verify", "finetuned_wer")}, "shared_cer": float(c)}
-                 for m, c in zip(models, x))
-    return FinetuneCalibration(float(slope), float(intercept), recipe, supernet_hash, rows,
-                               {"median_points": float(100 * np.median(errors)), "max_points": float(100 * np.max(errors)),
-                                "models": len(errors)})
+    for i in range(len(y)):
+        rest = np.arange(len(y)) != i
+        if (held_out := _least_squares(x[rest], y[rest])) is not None:
+            errors.append(abs(x[i] @ held_out[:-1] + held_out[-1] - y[i]))
+    rows = tuple({**{k: m[k] for k in ("name", "arch_id", "verify", "finetuned_wer")}, "shared": float(x[i, 0]),
+                  **{name: float(x[i, 1 + j]) for j, name in enumerate(descriptors)}} for i, m in enumerate(models))
+    return FinetuneCalibration(source, tuple(descriptors), tuple(float(c) for c in fitted[:-1]), float(fitted[-1]),
+                               recipe, supernet_hash, rows,
+                               {"median_points": float(100 * np.median(errors)) if errors else None,
+                                "max_points": float(100 * np.max(errors)) if errors else None, "models": len(errors)})
 
 
 def calibrate(run_dir: str | Path, verify_paths: list[Path], supernet_path: Path | None = None, workers: int = 1,
-              progress: bool = True) -> FinetuneCalibration:
+              progress: bool = True, source: str = DEFAULT_SOURCE,
+              descriptors: tuple[str, ...] = DEFAULT_DESCRIPTORS) -> FinetuneCalibration:
     """Fit the calibration of ``run_dir``'s supernet on the models of ``verify_paths`` (verify.json files).
-    Each model's shared-weight dev CER comes from the run's store, evaluated now where it is missing."""
+    Each model's shared-weight dev ``source`` comes from the run's store, evaluated now where it is missing."""
     from ..experiment import load_trained_supernet
     from ..space import SearchSpace
     from .fitting import target_values
     from .runner import evaluate_rows, supernet_fingerprint
 
+    check_inputs(source, tuple(descriptors))
     recipe, models = verified_models([(str(p), read_json(p)) for p in verify_paths])
     run_dir = Path(run_dir)
     supernet_path = Path(supernet_path or run_dir / "supernet.pt")
@@ -132,5 +240,6 @@ def calibrate(run_dir: str | Path, verify_paths: list[Path], supernet_path: Path
         raise PredictnasError(f"{supernet_path}: no supernet to evaluate the verified models with")
     space = SearchSpace(load_trained_supernet(run_dir, supernet_path).space)
     genes = np.stack([space.encode(space.from_json(m["arch"], source=f"{m['verify']}: {m['name']}")) for m in models])
-    shared = target_values(evaluate_rows(run_dir, genes, workers, supernet_path, progress=progress), SOURCE)
-    return fit_calibration(recipe, models, shared, supernet_fingerprint(supernet_path))
+    shared = target_values(evaluate_rows(run_dir, genes, workers, supernet_path, progress=progress), source)
+    return fit_calibration(recipe, models, shared, supernet_fingerprint(supernet_path), source, tuple(descriptors),
+                           descriptor_columns(tuple(descriptors), space, genes) if descriptors else None)

@@ -22,7 +22,7 @@ from ..io import atomic_path, write_json
 from ..latency.estimate import LatencyEstimator
 from ..latency.table import LatencyTable
 from ..latency.timing import time_architectures
-from ..predictor.finetune import SOURCE as FINETUNE_SOURCE
+from .finalists import TIMED, first_occurrences, measure_finalists, pick_measured
 from .ga import GeneticAlgorithm
 from .minimize import minimize
 from .nsga2 import NSGA2
@@ -96,7 +96,8 @@ class ScannedSample:
 
 def wer_model(predictor, environment: str | None, finetune=None) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
     """What the search calls WER, and its prediction from gene rows: the predictor's WER for the
-    environment, or with a fine-tuning calibration the predictor's shared-weight CER through it."""
+    environment, or with a fine-tuning calibration the predictor's shared-weight ``finetune.source``
+    (and the architecture's descriptors) through it."""
     if finetune is None:
         target = predictor.target_for(environment)
         return target, lambda genes: predictor.predict(genes, target)
@@ -107,9 +108,10 @@ def wer_model(predictor, environment: str | None, finetune=None) -> tuple[str, C
     if finetune.supernet_hash != supernet_hash:
         raise PredictnasError(f"the fine-tuning calibration was fitted on supernet {finetune.supernet_hash}, the "
                               f"predictor on {supernet_hash}; run `predictnas calibrate` for this run")
-    if FINETUNE_SOURCE not in predictor.boosters:
-        raise PredictnasError(f"the predictor has no {FINETUNE_SOURCE} model for the fine-tuning calibration; fit it again")
-    return f"finetuned wer/all from {FINETUNE_SOURCE}", lambda genes: finetune(predictor.predict(genes, FINETUNE_SOURCE))
+    if finetune.source not in predictor.boosters:
+        raise PredictnasError(f"the predictor has no {finetune.source} model for the fine-tuning calibration; fit it again")
+    return (f"finetuned wer/all from {' and '.join(finetune.inputs)}",
+            lambda genes: finetune(predictor.predict(genes, finetune.source), predictor.space, genes))
 
 
 def distinct_picks(scores: Scores, k: int) -> np.ndarray:
@@ -123,39 +125,6 @@ def distinct_picks(scores: Scores, k: int) -> np.ndarray:
     return np.concatenate([distinct, twins])[:k]
 
 
-def finalists(problem: Problem, result, n: int) -> tuple[np.ndarray, Scores]:
-    """The ``n`` candidates worth measuring, best predicted reward first: the Pareto front's rows (one per
-    distinct predicted WER and latency), then the search's top rows if the front is short.
-
-    Why the front and not the top rows: a tree ensemble's prediction is piecewise constant, so the top
-    rows by reward are mostly variants on one plateau of predicted WER that measure alike (in one 40-ms
-    search, 32 of them had the same predicted WER and measured 100.4-102.8 %); the front has one row
-    per level of predicted WER, the fastest one."""
-    front_order = np.argsort(-problem.reward(result.front_scores), kind="stable")
-    genes = np.concatenate([result.front_genes[front_order], result.genes])
-    scores = Scores.concat([result.front_scores.take(front_order), result.scores])
-    keep = first_occurrences(genes)[:n]
-    return genes[keep], scores.take(keep)
-
-
-def pick_measured(problem: Problem, measured: Scores, settings: SearchSettings) -> np.ndarray:
-    """Indices of the top-k finalists by the reward on their measured WER and latency (where measured),
-    among those whose latency still meets the budget."""
-    within = np.flatnonzero(np.asarray(measured.latency_ms) <= settings.budget_ms)
-    if not len(within):
-        raise PredictnasError(f"none of the {len(measured.latency_ms)} finalists ran within {settings.budget_ms:g} ms "
-                              f"when timed on this machine (fastest {np.min(measured.latency_ms):.1f} ms); the table "
-                              f"underestimates them: search again with a lower budget, or without --time-finalists")
-    reward = problem.reward(measured.take(within))
-    return within[np.argsort(-reward, kind="stable")[:settings.top_k]]
-
-
-def first_occurrences(rows: np.ndarray) -> np.ndarray:
-    """Index of the first of each distinct row of ``rows``, in order."""
-    _, first = np.unique(rows, axis=0, return_index=True)
-    return np.sort(first)
-
-
 def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Path, predictor_path: Path,
                allow_hardware_gap: bool = False, progress: bool = True, command: str = "",
                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
@@ -163,17 +132,15 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
     """Search, then write ``out`` (top.json) with pareto.json and pareto.png beside it.
 
     With ``settings.rescore`` = N and ``measure`` (gene rows -> their WER on the predictor's target, as
-    fractions, measured with the supernet's weights), N :func:`finalists` are measured and the top-k is
-    the best of them by the reward on the measured WER: a search that scores millions of rows with a
-    predictor finds where the predictor errs low (the winner's curse), and measuring a few dozen
-    finalists is cheap next to the search. The same curse hits the latency table at the budget's edge:
-    with ``settings.time_finalists`` = M, max(N, M) finalists are measured and also timed on this machine
-    (it must be the table's, see :mod:`predictnas.latency.timing`); only those within the budget can be
-    picked.
+    fractions, measured with the supernet's weights), N finalists are measured and the top-k is the best
+    of them by the reward on the measured WER (:mod:`predictnas.search.finalists`). With
+    ``settings.time_finalists`` = M, max(N, M) finalists are measured and also timed on this machine (it
+    must be the table's, see :mod:`predictnas.latency.timing`); only those within the budget can be
+    picked, and where fewer than k are, a second group further under the budget is measured.
 
     With ``finetune`` (a :class:`~predictnas.predictor.finetune.FinetuneCalibration`), WER means the WER
-    ``verify`` will measure after fine-tuning: the predictor's shared-weight CER through the calibration,
-    and ``measure`` must then measure shared-weight CER (``cer/all``), which the calibration maps the same way.
+    ``verify`` will measure after fine-tuning: the predictor's shared-weight ``finetune.source`` through the
+    calibration, and ``measure`` must then measure that metric, which the calibration maps the same way.
     """
     if settings.rescore and measure is None:
         raise PredictnasError("rescoring finalists needs the supernet that the predictor was fit on")
@@ -222,34 +189,46 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
     top_genes, top_scores, top_reward = result.genes[picks], result.scores.take(picks), result.reward[picks]
     measured, rescoring = {}, {}
     if settings.rescore or settings.time_finalists:
-        genes, scores = finalists(problem, result, max(settings.rescore, settings.time_finalists, settings.top_k))
-        finalist_wer, finalist_ms = scores.wer, scores.latency_ms
-        measurements = {}  # finalist order, what was measured, by the key it gets in top.json
+        wer_key = None if not settings.rescore else "finetuned_wer" if finetune else "supernet_wer"
         if settings.rescore:
-            log(f"measuring the {len(genes)} best candidates with the supernet's weights")
-            started = time.perf_counter()
-            supernet_values = np.asarray(measure(genes), dtype=np.float64)
-            if finetune is None:
-                measurements["supernet_wer"] = finalist_wer = supernet_values
-            else:
-                measurements["supernet_cer"] = supernet_values
-                measurements["finetuned_wer"] = finalist_wer = finetune(supernet_values)
-            rescoring["rescored"], rescoring["rescore_seconds"] = len(genes), round(time.perf_counter() - started, 3)
+            rescoring.update(rescored=0, rescore_seconds=0.0)
         if settings.time_finalists:
-            log(f"timing the {len(genes)} best candidates on this machine")
-            started = time.perf_counter()
-            timings = time_architectures(table, [space.decode(g) for g in genes], progress)
-            measurements["measured_latency_ms"] = finalist_ms = np.array([m.ms for m in timings])
-            rescoring["timed"], rescoring["timing_seconds"] = len(genes), round(time.perf_counter() - started, 3)
-        order = pick_measured(problem, scores._replace(wer=finalist_wer, latency_ms=finalist_ms), settings)
-        top_genes, top_scores = genes[order], scores.take(order)
-        top_reward = problem.reward(top_scores._replace(wer=finalist_wer[order], latency_ms=finalist_ms[order]))
-        measured = {key: values[order] for key, values in measurements.items()}
+            rescoring.update(timed=0, timing_seconds=0.0)
+
+        def measure_rows(genes: np.ndarray) -> dict[str, np.ndarray]:
+            values = {}  # by the key each gets in top.json
+            if settings.rescore:
+                log(f"measuring {len(genes)} finalists with the supernet's weights")
+                started = time.perf_counter()
+                supernet_values = np.asarray(measure(genes), dtype=np.float64)
+                if finetune is None:
+                    values["supernet_wer"] = supernet_values
+                else:
+                    values[f"supernet_{finetune.source.split('/')[0]}"] = supernet_values
+                    values["finetuned_wer"] = finetune(supernet_values, space, genes)
+                rescoring["rescored"] += len(genes)
+                rescoring["rescore_seconds"] = round(rescoring["rescore_seconds"] + time.perf_counter() - started, 3)
+            if settings.time_finalists:
+                log(f"timing {len(genes)} finalists on this machine")
+                started = time.perf_counter()
+                values[TIMED] = np.array([m.ms for m in time_architectures(table, [space.decode(g) for g in genes],
+                                                                           progress)])
+                rescoring["timed"] += len(genes)
+                rescoring["timing_seconds"] = round(rescoring["timing_seconds"] + time.perf_counter() - started, 3)
+            return values
+
+        chosen, second_group = measure_finalists(problem, result, max(settings.rescore, settings.time_finalists,
+                                                                      settings.top_k), settings.top_k, measure_rows, log)
+        rescoring.update(second_group)
+        order = pick_measured(problem, chosen, wer_key, settings.top_k)
+        top_genes, top_scores = chosen.genes[order], chosen.scores.take(order)
+        top_reward = problem.reward(chosen.measured_scores(wer_key).take(order))
+        measured = {key: values[order] for key, values in chosen.values.items()}
         # in the predictor's order: the first is what the search picks without measuring
-        rescoring["finalists"] = [{"arch_id": space.decode(row).arch_id, "wer": float(scores.wer[i]),
-                                   "latency_ms": float(scores.latency_ms[i]),
-                                   **{key: float(values[i]) for key, values in measurements.items()}}
-                                  for i, row in enumerate(genes)]
+        rescoring["finalists"] = [{"arch_id": space.decode(row).arch_id, "wer": float(chosen.scores.wer[i]),
+                                   "latency_ms": float(chosen.scores.latency_ms[i]),
+                                   **{key: float(values[i]) for key, values in chosen.values.items()}}
+                                  for i, row in enumerate(chosen.genes)]
     top_scores = cost_scorer.with_costs(top_genes, top_scores)
     front_scores = cost_scorer.with_costs(result.front_genes, result.front_scores)
     candidates = tuple(Candidate(rank + 1, space.decode(row), {
@@ -266,9 +245,10 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
         device=table.device, lut={"path": table.source, "hash": table.content_hash()},
         predictor={"path": str(predictor_path), "hash": predictor.content_hash, "target": target,
                    "data_hash": predictor.data_hash,
-                   "cv": predictor.metrics.get(FINETUNE_SOURCE if finetune else target, {}).get("cv"),
+                   "cv": predictor.metrics.get(finetune.source if finetune else target, {}).get("cv"),
                    **({} if finetune is None else {"finetune": {
-                       "hash": finetune.content_hash, "slope": finetune.slope, "intercept": finetune.intercept,
+                       "hash": finetune.content_hash, "source": finetune.source, "inputs": list(finetune.inputs),
+                       "coefficients": list(finetune.coefficients), "intercept": finetune.intercept,
                        "models": len(finetune.models), "leave_one_out": finetune.leave_one_out,
                        "recipe": finetune.recipe}})},
         objective={"mode": "pareto" if settings.pareto else "reward", "reward": "-wer - lambda * log(latency_ms)",
