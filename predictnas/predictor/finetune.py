@@ -12,8 +12,8 @@ modules more, which the shared weights do not show. Measured on the 25 models ve
 decoding on runs/lex13 (leave-one-out |error| median, max, in points): dev CER alone 6.9, 19.8; dev WER
 alone 3.8, 11.8; WER and log10 params 1.9, 9.6; WER and log10 FLOPs 2.0, 7.3; **WER, log10 FLOPs and the
 share of blocks with a conv module 1.2, 7.3** (the default). A search exploits whatever the inputs reward:
-with log10 params, the 40-ms search picked 7-block models whose parameters sat in feed-forward layers
-without conv modules, and they measured 9 points above the estimate. With greedy decoding WER sat near
+with log10 params, the 40-ms search picked models of 7 and 8 blocks whose parameters sat in feed-forward
+layers, with few conv modules, and they measured 9 points above the estimate. With greedy decoding WER sat near
 100 % for small subnets and CER alone was the better input (the ``/1`` files, which still load).
 
 It is fitted by least squares on the verified models against the test WER their ``verify`` measured, over
