@@ -139,10 +139,13 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
               help="Latency table of the device (default: the shipped one).")
 @click.option("--allow-hardware-gap", is_flag=True, help="Measure even if the table was built on other hardware.")
 @click.option("--protocol", "protocols", default="standard", show_default=True, help="Timing protocol (quick: smoke tests).")
+@click.option("--latency-repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Times each model is timed with the whole protocol; the median is reported, with every timing.")
 @click.option("--no-progress", is_flag=True)
 def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, device_name: str,
                    production_sample_rate: int | None, baselines: bool, baseline_paths: tuple[Path, ...], out_dir: Path | None, supernet_path: Path | None,
-                   lut_path: Path | None, allow_hardware_gap: bool, protocols: str, no_progress: bool) -> None:
+                   lut_path: Path | None, allow_hardware_gap: bool, protocols: str, latency_repeats: int,
+                   no_progress: bool) -> None:
     """Retrain the picks of TOP.json, export ONNX fp32 + int8, measure latency and WER, compare with predictions.
 
     Resumable: models already verified in the output folder are not redone.
@@ -157,7 +160,8 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, d
     settings = VerifySettings(finetune_steps=finetune_steps, from_scratch=from_scratch, device=device_name,
                               production_sample_rate=production_sample_rate,
                               baselines=(shipped_baselines() if baselines else ()) + tuple(map(str, baseline_paths)),
-                              allow_hardware_gap=allow_hardware_gap, protocols=protocols)
+                              allow_hardware_gap=allow_hardware_gap, protocols=protocols,
+                              latency_repeats=latency_repeats)
     out_dir = out_dir or bundle_path.parent / "verify"
     verification = run_verify(bundle_path, out_dir, settings, supernet_path, lut_path, progress=not no_progress,
                               log=lambda m: click.echo(m, err=True))

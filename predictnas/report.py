@@ -105,7 +105,9 @@ def markdown(v: dict) -> str:
     lines.append("")
     for m in models:
         if m["kind"] == "nas" and m.get("budget_met") is not None:
-            lines.append(f"- {m['name']}: measured {m['measured']['latency']['ms']:.2f} ms vs budget "
+            timings = m["measured"]["latency"].get("repeats_ms", [])
+            spread = f" (median of {len(timings)}: {min(timings):.2f}-{max(timings):.2f})" if len(timings) > 1 else ""
+            lines.append(f"- {m['name']}: measured {m['measured']['latency']['ms']:.2f} ms{spread} vs budget "
                          f"{v['budget_ms']:g} ms x {BUDGET_TOLERANCE} -> {'met' if m['budget_met'] else 'MISSED'}; "
                          f"|predicted - measured| WER {abs(m['wer_error_points']):.2f} points")
         if "production" in m:

@@ -205,7 +205,9 @@ def test_verify_measures_compares_and_reports(env, experiment, bundle_path, tmp_
     names = [m["name"] for m in report["models"]]
     assert names == ["nas-1", "nas-2", "hand-made"]
     for m in report["models"]:
-        assert m["measured"]["latency"]["ms"] > 0 and m["measured"]["format"] == "fp32"
+        latency = m["measured"]["latency"]  # timed 3 times (the default), the median reported
+        assert latency["ms"] > 0 and m["measured"]["format"] == "fp32"
+        assert len(latency["repeats_ms"]) == 3 and latency["ms"] == sorted(latency["repeats_ms"])[1]
         assert {"quiet_home", "industrial_warehouse", "all"} <= set(m["measured"]["wer"])
         assert set(m["inherited"]["wer"]) == set(m["measured"]["wer"])
         assert m["production"]["sample_rate"] == 8000
@@ -213,7 +215,7 @@ def test_verify_measures_compares_and_reports(env, experiment, bundle_path, tmp_
     nas = report["models"][0]
     assert nas["predicted"]["latency_ms"] > 0 and nas["budget_met"] in (True, False)
     assert "kendall_inherited_vs_finetuned" in report["summary"] and "best_baseline" in report["summary"]
-    assert "| nas-1 |" in (out / "report.md").read_text()
+    assert "| nas-1 |" in (out / "report.md").read_text() and "ms (median of 3: " in (out / "report.md").read_text()
     assert (out / "verify.png").read_bytes()[:4] == b"\x89PNG"
 
 
