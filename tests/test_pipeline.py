@@ -139,6 +139,8 @@ def test_timing_the_finalists_picks_by_measured_latency_within_the_budget(env, e
     assert picks == sorted(within, key=within.get, reverse=True)[:2]
     for c in bundle.candidates:  # the table's estimate stays beside the timing, and the reward is the timing's
         timed = next(f for f in finalists if f["arch_id"] == c.arch.arch_id)
+        # each pick timed 3 times, judged by the median
+        assert timed["measured_latency_ms"] == pytest.approx(sorted(timed["latency_timings_ms"])[1])
         assert c.predicted["latency_ms"] == pytest.approx(timed["latency_ms"])
         assert c.predicted["measured_latency_ms"] == pytest.approx(timed["measured_latency_ms"])
         assert c.predicted["reward"] == pytest.approx(within[c.arch.arch_id])
