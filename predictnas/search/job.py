@@ -195,6 +195,14 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
         if settings.time_finalists:
             rescoring.update(timed=0, timing_seconds=0.0)
 
+        def time_rows(genes: np.ndarray, count: str) -> np.ndarray:
+            """Each row timed once on this machine, counted in ``rescoring[count]``."""
+            started = time.perf_counter()
+            ms = np.array([m.ms for m in time_architectures(table, [space.decode(g) for g in genes], progress)])
+            rescoring[count] = rescoring.get(count, 0) + len(genes)
+            rescoring["timing_seconds"] = round(rescoring["timing_seconds"] + time.perf_counter() - started, 3)
+            return ms
+
         def measure_rows(genes: np.ndarray) -> dict[str, np.ndarray]:
             values = {}  # by the key each gets in top.json
             if settings.rescore:
@@ -210,11 +218,7 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
                 rescoring["rescore_seconds"] = round(rescoring["rescore_seconds"] + time.perf_counter() - started, 3)
             if settings.time_finalists:
                 log(f"timing {len(genes)} finalists on this machine")
-                started = time.perf_counter()
-                values[TIMED] = np.array([m.ms for m in time_architectures(table, [space.decode(g) for g in genes],
-                                                                           progress)])
-                rescoring["timed"] += len(genes)
-                rescoring["timing_seconds"] = round(rescoring["timing_seconds"] + time.perf_counter() - started, 3)
+                values[TIMED] = time_rows(genes, "timed")
             return values
 
         chosen, second_group = measure_finalists(problem, result, max(settings.rescore, settings.time_finalists,
@@ -222,14 +226,8 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
         rescoring.update(second_group)
         timings = {}
         if settings.time_finalists:
-            def time_again(genes: np.ndarray) -> np.ndarray:
-                started = time.perf_counter()
-                ms = np.array([m.ms for m in time_architectures(table, [space.decode(g) for g in genes], progress)])
-                rescoring["timed_again"] = rescoring.get("timed_again", 0) + len(genes)
-                rescoring["timing_seconds"] = round(rescoring["timing_seconds"] + time.perf_counter() - started, 3)
-                return ms
-
-            chosen, order, timings = confirm_picks(problem, chosen, wer_key, settings.top_k, time_again, log)
+            chosen, order, timings = confirm_picks(problem, chosen, wer_key, settings.top_k,
+                                                   lambda genes: time_rows(genes, "timed_again"), log)
         else:
             order = pick_measured(problem, chosen, wer_key, settings.top_k)
         top_genes, top_scores = chosen.genes[order], chosen.scores.take(order)
