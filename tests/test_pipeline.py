@@ -223,8 +223,9 @@ def test_verify_measures_compares_and_reports(env, experiment, bundle_path, tmp_
 
 def test_calibrate_on_verified_models_then_search_for_their_finetuned_wer(env, experiment, bundle_path, tmp_path):
     space = get_space("speech-tiny")
-    with SQLiteStore(experiment["run_dir"] / "evals.sqlite") as store:
-        stored = sorted(store.records("dev"), key=lambda r: r.wer["all"])
+    picks = {c.arch.arch_id for c in Bundle.load(bundle_path).candidates}
+    with SQLiteStore(experiment["run_dir"] / "evals.sqlite") as store:  # other tests may have stored the picks
+        stored = sorted((r for r in store.records("dev") if r.arch_id not in picks), key=lambda r: r.wer["all"])
     # the tiny supernet spells words for few subnets, so most score 100 % WER: as hand-made models beside the
     # picks, the stored subnets of lowest, middle and highest WER, so that there are two WERs at least to fit on
     assert stored[0].wer["all"] < stored[-1].wer["all"]
