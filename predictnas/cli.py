@@ -16,6 +16,7 @@ from . import __version__
 from .complexity import param_counts, param_range
 from .errors import PredictnasError
 from .io import read_json
+from .cli_options import data_options, no_progress_option, run_dir_option
 from .space import BLOCK_FIELDS, DEFAULT_SPACE, GLOBAL_FIELDS, SPACES, Arch, SearchSpace, get_space
 
 
@@ -106,22 +107,20 @@ def export_command(arch_path: Path, out_path: Path, supernet_path: Path | None, 
 @click.option("--sample-rate", type=int, default=16000, show_default=True, help="Rate the audio is written at.")
 @click.option("--seed", type=int, default=None, help="Recipe seed (default: the preset's).")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Cache folder (default: $PREDICTNAS_CACHE/corpus or runs/corpus).")
-def corpus_command(preset: str, sample_rate: int, seed: int | None, root: Path | None) -> None:
+              help="Cache folder (default: the user cache's corpus folder, see predictnas.cache).")
+@no_progress_option
+def corpus_command(preset: str, sample_rate: int, seed: int | None, root: Path | None, no_progress: bool) -> None:
     """Synthesize (or reuse) the embedded voice-command corpus in its acoustic environments."""
     from .data.corpus import build_corpus, default_corpus_root, get_recipe
 
-    info = build_corpus(root or default_corpus_root(), get_recipe(preset, sample_rate=sample_rate, seed=seed))
+    info = build_corpus(root or default_corpus_root(), get_recipe(preset, sample_rate=sample_rate, seed=seed),
+                        progress=not no_progress)
     click.echo(f"corpus {info.path} (recipe {info.recipe_hash}, {len(info.intents)} intents, "
                f"{info.recipe.sample_rate} Hz)")
     for split in ("train", "dev", "test"):
         st = info.stats[split]
         envs = ", ".join(f"{name} {e['hours']:.2f} h" for name, e in st["environments"].items())
         click.echo(f"  {split:<5} {st['utterances']:>6} utterances, {st['voices']:>3} voices, {st['hours']:.2f} h ({envs})")
-
-
-run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/default"),
-                              show_default=True, help="The experiment's run directory.")
 
 
 @main.command("train")
@@ -131,21 +130,21 @@ run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Override the preset's number of steps.")
 @click.option("--seed", type=int, default=None, help="Override the preset's training seed.")
 @click.option("--sample-rate", type=int, default=16000, show_default=True)
-@click.option("--train-data", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Your training set instead of the corpus: a JSONL manifest or a LibriSpeech folder.")
-@click.option("--dev-data", type=click.Path(exists=True, path_type=Path), default=None, help="Your dev set (same forms).")
-@click.option("--resample", is_flag=True, help="Resample audio at another rate instead of refusing it.")
+@data_options
 @click.option("--device", default="cpu", show_default=True,
               help="Where training steps run: cpu, cuda (cuda:N) or auto (a GPU where PyTorch sees one).")
+@no_progress_option
 def train_command(preset: str, run_dir: Path, steps: int | None, seed: int | None, sample_rate: int,
-                  train_data: Path | None, dev_data: Path | None, resample: bool, device: str) -> None:
+                  train_data: Path | None, dev_data: Path | None, test_data: Path | None, resample: bool, device: str,
+                  no_progress: bool) -> None:
     """Train the once-for-all supernet (resumes from the run directory's checkpoint after a kill)."""
     from .experiment import DataSources, get_preset, train_supernet
     from .train import SUPERNET
 
     sources = DataSources(corpus_preset=get_preset(preset).corpus, sample_rate=sample_rate, train=train_data,
-                          dev=dev_data, resample=resample)
-    train_supernet(run_dir, get_preset(preset), sources, steps=steps, seed=seed, device=device)
+                          dev=dev_data, test=test_data, resample=resample)
+    train_supernet(run_dir, get_preset(preset), sources, steps=steps, seed=seed, device=device,
+                   progress=not no_progress)
     summary = json.loads((run_dir / "train.json").read_text())
     click.echo(f"wrote {run_dir / SUPERNET} ({summary['steps']} steps, {summary['wall_seconds'] / 60:.1f} min)")
 
@@ -154,14 +153,17 @@ def train_command(preset: str, run_dir: Path, steps: int | None, seed: int | Non
 @click.argument("arch_path", metavar="ARCH.json", type=click.Path(dir_okay=False, path_type=Path))
 @run_dir_option
 @click.option("--supernet", "supernet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Supernet to take the weights from (default: RUN_DIR/supernet.pt).")
+              help="Supernet to take the weights from (default: RUN_DIR/supernet.pt, else the shipped one).")
 @click.option("--split", type=click.Choice(["dev", "test"]), default="dev", show_default=True)
 @click.option("--environment", default=None, help="Only this acoustic environment.")
 @click.option("--greedy", is_flag=True,
               help="Greedy best-path decoding instead of the stages' lexicon beam search over the training words.")
+@click.option("--test-data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Score on this set (JSONL manifest or LibriSpeech folder) instead of the split.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@no_progress_option
 def eval_command(arch_path: Path, run_dir: Path, supernet_path: Path | None, split: str, environment: str | None,
-                 greedy: bool, as_json: bool) -> None:
+                 greedy: bool, test_data: Path | None, as_json: bool, no_progress: bool) -> None:
     """Word and character error rates and intent accuracy of ARCH.json with the supernet's weights."""
     from .data.dataset import epoch_batches
     from .data.text import CharTokenizer
@@ -171,7 +173,7 @@ def eval_command(arch_path: Path, run_dir: Path, supernet_path: Path | None, spl
 
     supernet = load_trained_supernet(run_dir, supernet_path)
     arch = load_arch(arch_path, SearchSpace(supernet.space))
-    store = load_split(supernet, split, run_dir)
+    store = load_split(supernet, split, run_dir, progress=not no_progress, data=test_data)
     if environment is not None:
         store = store.filter_environment(environment)
     batches = epoch_batches(store, supernet.metadata["intents"], batch_seconds=120.0)
@@ -193,9 +195,9 @@ def eval_command(arch_path: Path, run_dir: Path, supernet_path: Path | None, spl
 @click.option("--device", "device_name", default="cpu", show_default=True,
               help="cpu, cpu:N (N intra-op threads), cpu-int8 or cpu-int8:N.")
 @click.option("--input-seconds", type=float, default=None,
-              help="Reference input length in seconds of audio (default 24, see lut/README.md).")
+              help="Reference input length in seconds of audio (default 24, see predictnas/pretrained/lut/README.md).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the table (default: lut/<device-id>.json).")
+              help="Where to write the table (default: the user cache, <cache>/lut/<device-id>.json).")
 @space_option
 @click.option("--calibration", "calibration_models", type=click.IntRange(min=3), default=30, show_default=True,
               help="Random subnets timed end to end to fit the calibration.")

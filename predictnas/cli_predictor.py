@@ -7,10 +7,8 @@ from pathlib import Path
 
 import click
 
+from .cli_options import run_dir_option
 from .errors import PredictnasError
-
-run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/default"),
-                              show_default=True, help="The experiment's run directory.")
 
 
 @click.command("sample")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-SHIPPED_PREDICTORS = Path(__file__).resolve().parents[1] / "data" / "predictor"
+from .cli_options import data_options, no_progress_option, run_dir_option
 
 
 @click.command("search")
@@ -30,24 +30,26 @@ SHIPPED_PREDICTORS = Path(__file__).resolve().parents[1] / "data" / "predictor"
               help="Time the N best candidates on this machine with the table's protocol and pick only those within "
                    "the budget (the table must be this machine's). With --rescore M, max(M, N) finalists get both.")
 @click.option("--predictor", "predictor_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="predictor.json (default: RUN_DIR/predictor.json, else the shipped one for the space).")
+              help="predictor.json (default: RUN_DIR/predictor.json, else the shipped one).")
 @click.option("--finetune-calibration", "calibration_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Optimize the WER verify will measure after fine-tuning: the predictor's shared-weight "
                                  "WER (or CER) and the architecture's descriptors through this calibration (made by "
-                                 "`predictnas calibrate`).")
+                                 "`predictnas calibrate`; default: the shipped one when the predictor is the shipped "
+                                 "one).")
+@click.option("--shared-weight-wer", is_flag=True,
+              help="Optimize the predictor's shared-weight WER: no fine-tuning calibration.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/default"), show_default=True)
 @click.option("--lut", "lut_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Latency table (default: the shipped table of --device).")
 @click.option("--device", "device_name", default="cpu", show_default=True)
-@click.option("--allow-hardware-gap", is_flag=True, help="Only warn when the table was built on other hardware.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write top.json (default: RUN_DIR/top.json); pareto.json/png go beside it.")
 @click.option("--no-progress", is_flag=True)
 def search_command(budget: str, lam: float, max_params: str | None, max_memory: str | None, top_k: int, pareto: bool,
                    environment: str | None, generations: int | None, seconds: float, seed: int, population: int | None,
                    rescore: int, workers: int, time_finalists: int, predictor_path: Path | None,
-                   calibration_path: Path | None, run_dir: Path, lut_path: Path | None, device_name: str,
-                   allow_hardware_gap: bool, out_path: Path | None, no_progress: bool) -> None:
+                   calibration_path: Path | None, shared_weight_wer: bool, run_dir: Path, lut_path: Path | None,
+                   device_name: str, out_path: Path | None, no_progress: bool) -> None:
     """Genetic search for the most accurate models under a latency budget; writes top.json."""
     import statistics
     import sys
@@ -62,13 +64,7 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
         max_memory_bytes=parse_bytes(max_memory) if max_memory else None, top_k=top_k, pareto=pareto,
         environment=environment, generations=generations, seconds=seconds, seed=seed, population=population,
         rescore=rescore, time_finalists=time_finalists)
-    if predictor_path is None:
-        from .space import DEFAULT_SPACE
-
-        candidates = [run_dir / "predictor.json", SHIPPED_PREDICTORS / f"{DEFAULT_SPACE.name}.json"]
-        predictor_path = next((p for p in candidates if p.exists()), None)
-        if predictor_path is None:
-            raise PredictnasError(f"no predictor: none in {run_dir} and none shipped; run `predictnas fit` or pass --predictor")
+    predictor_path, calibration_path = search_inputs(run_dir, predictor_path, calibration_path, shared_weight_wer)
     predictor = AccuracyPredictor.load(predictor_path)
     table = LatencyTable.load(lut_path or find_table(device_name, predictor.space.config.name))
     out_path = out_path or run_dir / "top.json"
@@ -77,15 +73,17 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
         from .predictor.finetune import FinetuneCalibration
 
         finetune = FinetuneCalibration.load(calibration_path)
+        click.echo(f"optimizing the WER after fine-tuning ({calibration_path}; --shared-weight-wer to optimize "
+                   "shared-weight WER instead)", err=True)
     measure = None
     if rescore:
         from .latency.estimate import LatencyEstimator
         from .predictor.runner import supernet_meter
 
         supernet = (predictor.supernet or {}).get("path") or run_dir / "supernet.pt"
-        measure = supernet_meter(finetune.source if finetune else predictor.target_for(environment), supernet, workers,
-                                 LatencyEstimator(table), not no_progress)
-    bundle = run_search(settings, table, predictor, out_path, predictor_path, allow_hardware_gap, not no_progress,
+        measure = supernet_meter(finetune.source if finetune else predictor.target_for(environment), supernet, run_dir,
+                                 workers, LatencyEstimator(table), not no_progress)
+    bundle = run_search(settings, table, predictor, out_path, predictor_path, not no_progress,
                         command=" ".join(["predictnas"] + sys.argv[1:]), log=lambda m: click.echo(m, err=True),
                         measure=measure, finetune=finetune)
     stats = bundle.search
@@ -119,6 +117,26 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
 
 
 
+def search_inputs(run_dir: Path, predictor_path: Path | None, calibration_path: Path | None,
+                  shared_weight_wer: bool) -> tuple[Path, Path | None]:
+    """The predictor and fine-tuning calibration a search uses: the given ones; else the run directory's
+    predictor; else the shipped predictor with the shipped calibration fitted beside it."""
+    from . import pretrained
+    from .errors import PredictnasError
+
+    if predictor_path is None:
+        own = run_dir / "predictor.json"
+        predictor_path = own if own.exists() else pretrained.artifact("predictor")
+        if predictor_path is None:
+            raise PredictnasError(f"no predictor: none in {run_dir} and none shipped; run `predictnas fit` or pass "
+                                  "--predictor")
+        if predictor_path != own and calibration_path is None and not shared_weight_wer:
+            calibration_path = pretrained.artifact("finetune")
+    if shared_weight_wer and calibration_path is not None:
+        raise PredictnasError("--shared-weight-wer and --finetune-calibration exclude each other")
+    return predictor_path, calibration_path
+
+
 @click.command("verify")
 @click.argument("bundle_path", metavar="TOP.json", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--finetune-steps", type=click.IntRange(min=0), default=400, show_default=True,
@@ -128,7 +146,7 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
 @click.option("--production-sample-rate", type=click.IntRange(min=1000), default=None,
               help="Sample rate of the production audio; if it differs from the model's, WER is also measured on "
                    "test audio captured at that rate.")
-@click.option("--baselines", is_flag=True, help="Also train and measure the hand-crafted Conformers of data/archs.")
+@click.option("--baselines", is_flag=True, help="Also train and measure the hand-crafted Conformers shipped for the space.")
 @click.option("--baseline", "baseline_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               metavar="ARCH.json", help="A hand-crafted model of your own to compare (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -138,30 +156,37 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
 @click.option("--lut", "lut_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Latency table of the device (default: the shipped one).")
 @click.option("--allow-hardware-gap", is_flag=True, help="Measure even if the table was built on other hardware.")
+@click.option("--test-data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Score on this set (JSONL manifest or LibriSpeech folder) instead of the supernet's test split.")
 @click.option("--protocol", "protocols", default="standard", show_default=True, help="Timing protocol (quick: smoke tests).")
 @click.option("--latency-repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Times each model is timed with the whole protocol; the median is reported, with every timing.")
 @click.option("--no-progress", is_flag=True)
 def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, device_name: str,
                    production_sample_rate: int | None, baselines: bool, baseline_paths: tuple[Path, ...], out_dir: Path | None, supernet_path: Path | None,
-                   lut_path: Path | None, allow_hardware_gap: bool, protocols: str, latency_repeats: int,
-                   no_progress: bool) -> None:
+                   lut_path: Path | None, allow_hardware_gap: bool, test_data: Path | None, protocols: str,
+                   latency_repeats: int, no_progress: bool) -> None:
     """Retrain the picks of TOP.json, export ONNX fp32 + int8, measure latency and WER, compare with predictions.
 
     Resumable: models already verified in the output folder are not redone.
     """
-    from .latency.protocol import PROTOCOLS
+    from .bundle import Bundle
     from .errors import PredictnasError
+    from .latency.protocol import PROTOCOLS
     from .report import markdown
     from .verify import VerifySettings, run_verify, shipped_baselines
 
     if protocols not in PROTOCOLS:
         raise PredictnasError(f"unknown protocol {protocols!r}; choose from {', '.join(PROTOCOLS)}")
+    shipped = shipped_baselines(Bundle.load(bundle_path).space.name) if baselines else ()
+    if baselines and not shipped:
+        click.echo(f"note: no hand-crafted baselines are shipped for space {Bundle.load(bundle_path).space.name}; "
+                   "pass your own with --baseline ARCH.json", err=True)
     settings = VerifySettings(finetune_steps=finetune_steps, from_scratch=from_scratch, device=device_name,
                               production_sample_rate=production_sample_rate,
-                              baselines=(shipped_baselines() if baselines else ()) + tuple(map(str, baseline_paths)),
-                              allow_hardware_gap=allow_hardware_gap, protocols=protocols,
-                              latency_repeats=latency_repeats)
+                              baselines=shipped + tuple(map(str, baseline_paths)),
+                              allow_hardware_gap=allow_hardware_gap, test_data=str(test_data.resolve()) if test_data else None,
+                              protocols=protocols, latency_repeats=latency_repeats)
     out_dir = out_dir or bundle_path.parent / "verify"
     verification = run_verify(bundle_path, out_dir, settings, supernet_path, lut_path, progress=not no_progress,
                               log=lambda m: click.echo(m, err=True))
@@ -171,8 +196,12 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, d
 
 @click.command("run")
 @click.option("--budget", default="40ms", show_default=True, help="Latency budget of the search.")
-@click.option("--preset", type=click.Choice(["tiny", "small"]), default="small", show_default=True)
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/default"), show_default=True)
+@click.option("--preset", type=click.Choice(["tiny", "small"]), default="small", show_default=True,
+              help="tiny: a smoke run in minutes (trains its own); small: the default space and corpus.")
+@click.option("--train", "train_own", is_flag=True,
+              help="Train your own supernet (and sample, fit, calibrate) instead of starting from the shipped one.")
+@data_options
+@run_dir_option
 @click.option("--n", "subnets", type=click.IntRange(min=10), default=300, show_default=True, help="Subnets to evaluate.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--search-seconds", type=click.FloatRange(min=0.1), default=60.0, show_default=True)
@@ -185,24 +214,33 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, d
 @click.option("--no-calibrate", is_flag=True,
               help="Stop after the first verify: no calibration, no second search for the fine-tuned WER.")
 @click.option("--lut", "lut_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Latency table (default: the shipped cpu table of the preset's space).")
+              help="Latency table (default: this machine's, measured once where none is shipped).")
 @click.option("--protocol", "protocols", default="standard", show_default=True, help="Verify's timing protocol.")
-@click.option("--no-progress", is_flag=True)
-def run_command(budget: str, preset: str, run_dir: Path, subnets: int, workers: int, search_seconds: float, rescore: int,
-                top_k: int,
-                finetune_steps: int, no_verify: bool, no_baselines: bool, no_calibrate: bool, lut_path: Path | None,
-                protocols: str, no_progress: bool) -> None:
-    """Every stage: corpus, supernet, sample, fit, search, verify, then calibrate, search and verify again for
-    the fine-tuned WER; what is done already is skipped."""
+@no_progress_option
+def run_command(budget: str, preset: str, train_own: bool, train_data: Path | None, dev_data: Path | None,
+                test_data: Path | None, resample: bool, run_dir: Path, subnets: int, workers: int,
+                search_seconds: float, rescore: int, top_k: int, finetune_steps: int, no_verify: bool,
+                no_baselines: bool, no_calibrate: bool, lut_path: Path | None, protocols: str,
+                no_progress: bool) -> None:
+    """Search and verify from the shipped supernet, predictor and calibration; or, with --train, user data or
+    another preset, every stage: corpus, supernet, sample, fit, search, verify, then calibrate, search and
+    verify again for the fine-tuned WER. What is done already is skipped."""
+    from . import pretrained
     from .bundle import Bundle
+    from .experiment import DataSources, get_preset
     from .io import read_json
     from .pipeline import PipelineSettings, run_pipeline
     from .report import predicted_wer_of
 
+    user_data = train_data is not None or dev_data is not None or test_data is not None
+    data = DataSources(corpus_preset=get_preset(preset).corpus, train=train_data, dev=dev_data, test=test_data,
+                       resample=resample) if user_data else None
+    shipped = (not train_own and data is None and get_preset(preset).space == pretrained.DEFAULT
+               and pretrained.artifact("finetune") is not None)
     settings = PipelineSettings(budget=budget, preset=preset, subnets=subnets, workers=workers,
                                 search_seconds=search_seconds, rescore=rescore, top_k=top_k, verify=not no_verify,
                                 finetune_steps=finetune_steps, baselines=not no_baselines, lut=lut_path,
-                                protocol=protocols, calibrate=not no_calibrate)
+                                protocol=protocols, calibrate=not no_calibrate, pretrained=shipped, data=data)
     top = run_pipeline(run_dir, settings, log=lambda m: click.echo(m, err=True), progress=not no_progress)
     bundle = Bundle.load(top)
     best = bundle.candidates[0]

@@ -74,7 +74,8 @@ def evaluate(model: Callable[[Tensor, Tensor], SubnetOutput], batches: Iterable,
     hyps: dict[str, list[str]] = defaultdict(list)
     intent_hits: dict[str, list[bool]] = defaultdict(list)
     for t in transcripts(model, batches, tokenizer, decoder):
-        for key in (t.environment or "unknown", ALL):
+        # an utterance without an environment (user data rarely labels one) counts under "all" only
+        for key in ((t.environment, ALL) if t.environment else (ALL,)):
             refs[key].append(t.reference)
             hyps[key].append(t.hypothesis)
             if t.intent >= 0:

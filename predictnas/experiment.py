@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .data.corpus import SPLITS, build_corpus, default_corpus_root, get_recipe, load_corpus_info
+from .data.corpus import SPLITS, CorpusRecipe, build_corpus, default_corpus_root, get_recipe, load_corpus_info
 from .data.dataset import FeatureStore, cache_key, epoch_batches
 from .data.features import FeatureConfig, SpecAugment
 from .data.manifest import Utterance, load_dataset
@@ -72,6 +72,7 @@ class DataSources:
     corpus_root: Path | None = None
     train: Path | None = None
     dev: Path | None = None
+    test: Path | None = None  # optional: held-out speakers for verify and eval --split test
     resample: bool = False
 
 
@@ -81,24 +82,28 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def split_utterances(sources: DataSources) -> tuple[dict[str, list], dict]:
+def split_utterances(sources: DataSources, progress: bool = True) -> tuple[dict[str, list], dict]:
     """Utterances per split and a description of the data (for the supernet's metadata)."""
     if (sources.train is None) != (sources.dev is None):
         raise PredictnasError("user data needs both --train-data and --dev-data")
+    if sources.train is None and sources.test is not None:
+        raise PredictnasError("--test-data goes with --train-data and --dev-data (the corpus has its own test split)")
     if sources.train is not None:
-        splits = {"train": load_dataset(sources.train), "dev": load_dataset(sources.dev)}
-        return splits, {"kind": "user", "train": str(sources.train.resolve()), "dev": str(sources.dev.resolve())}
+        given = {"train": sources.train, "dev": sources.dev, "test": sources.test}
+        splits = {split: load_dataset(path) for split, path in given.items() if path is not None}
+        # absolute, so later stages find the data from any working directory
+        return splits, {"kind": "user", **{split: str(path.resolve()) for split, path in given.items() if path}}
     info = build_corpus(sources.corpus_root or default_corpus_root(),
-                        get_recipe(sources.corpus_preset, sample_rate=sources.sample_rate))
+                        get_recipe(sources.corpus_preset, sample_rate=sources.sample_rate), progress=progress)
     splits = {split: load_dataset(info.manifest(split)) for split in SPLITS}
-    # absolute, so later stages find the data from any working directory
     return splits, {"kind": "corpus", "path": str(Path(info.path).resolve()), "recipe_hash": info.recipe_hash,
-                    "intents": list(info.intents)}
+                    "recipe": info.recipe.to_dict(), "intents": list(info.intents)}
 
 
 def feature_cache_dir(description: dict, run_dir: Path) -> Path:
+    """Corpus features live in the user cache beside the corpus; a user data set's in its run directory."""
     if description["kind"] == "corpus":
-        return Path(description["path"]).parent / "features"
+        return default_corpus_root() / "features"
     return run_dir / "features"
 
 
@@ -108,7 +113,7 @@ def train_supernet(run_dir: str | Path, preset: Preset, sources: DataSources, st
     auto); returns the trained supernet, on the CPU."""
     run_dir, device = Path(run_dir), training_device(device)  # refuse an unusable device before any work
     config = dataclasses.replace(preset.train, **{k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None})
-    splits, description = split_utterances(sources)
+    splits, description = split_utterances(sources, progress)
     features = FeatureConfig(sample_rate=sources.sample_rate)
     cache = feature_cache_dir(description, run_dir)
     train = FeatureStore.build(splits["train"], features, cache, resample=sources.resample, progress=progress)
@@ -130,29 +135,47 @@ def train_supernet(run_dir: str | Path, preset: Preset, sources: DataSources, st
 
 
 def load_split(supernet: Supernet, split: str = "dev", run_dir: str | Path | None = None,
-               progress: bool = True) -> FeatureStore:
-    """Features of a split of the data ``supernet`` was trained on (computed once, then cached)."""
+               progress: bool = True, data: Path | None = None) -> FeatureStore:
+    """Features of a split of the data ``supernet`` was trained on (computed once, then cached); ``data``
+    (a JSONL manifest or LibriSpeech folder) replaces the split's utterances, e.g. a user's test set."""
     meta = supernet.metadata
-    utterances = utterances_of(supernet, split)
+    utterances = load_dataset(data) if data is not None else utterances_of(supernet, split, progress)
     features = FeatureConfig.from_dict(meta["features"])
     cache = feature_cache_dir(meta["data"], Path(run_dir or "."))
     return FeatureStore.build(utterances, features, cache, resample=meta.get("resample", False), progress=progress)
 
 
-def utterances_of(supernet: Supernet, split: str) -> list[Utterance]:
-    """The utterances (paths and labels, no features) of a split of the data ``supernet`` was trained on."""
+def utterances_of(supernet: Supernet, split: str, progress: bool = True) -> list[Utterance]:
+    """The utterances (paths and labels, no features) of a split of the data ``supernet`` was trained on.
+    The embedded corpus is synthesized into the user cache first where this machine lacks it (a supernet
+    trained elsewhere, such as the shipped one)."""
     meta = supernet.metadata
     if "features" not in meta:
         raise PredictnasError("this supernet carries no data description (was it trained by predictnas train?)")
     description = meta["data"]
     if description["kind"] == "corpus":
-        path = Path(description["path"])
-        if not path.exists():  # the cache moved: look for the same recipe in this machine's cache
-            path = default_corpus_root() / path.name
-        return load_dataset(load_corpus_info(path).manifest(split))
-    if split in ("train", "dev"):
+        return load_dataset(corpus_of(description, meta.get("sample_rate"), progress).manifest(split))
+    if description.get(split):
         return load_dataset(description[split])
-    raise PredictnasError(f"split {split!r} is unknown for user data; use dev")
+    raise PredictnasError(f"this supernet was trained on user data without a {split} set; pass --test-data "
+                          f"(a JSONL manifest or LibriSpeech folder of held-out speakers), or use --split dev")
+
+
+def corpus_of(description: dict, sample_rate: int | None, progress: bool = True):
+    """The corpus a supernet was trained on: where it was built, else in this machine's cache, else
+    synthesized there again from its recipe (deterministic from the recipe's seed)."""
+    where = Path(description["path"])
+    for path in (where, default_corpus_root() / where.name):
+        if (path / "corpus.json").exists():
+            return load_corpus_info(path)
+    if "recipe" in description:
+        recipe = CorpusRecipe.from_dict(description["recipe"])
+    else:  # supernets from before the recipe was recorded: the preset is the folder's prefix
+        recipe = get_recipe(where.name.rsplit("-", 1)[0], sample_rate=sample_rate)
+    if recipe.recipe_hash != description["recipe_hash"]:
+        raise PredictnasError(f"the corpus this supernet was trained on ({where.name}) is not in "
+                              f"{default_corpus_root()}, and its recipe is unknown to this predictnas")
+    return build_corpus(default_corpus_root(), recipe, progress=progress)
 
 
 def decoder_for(supernet: Supernet) -> Decoder:
@@ -161,9 +184,22 @@ def decoder_for(supernet: Supernet) -> Decoder:
     return LexiconDecoder(lexicon_of(u.text for u in utterances_of(supernet, "train")))
 
 
-def load_trained_supernet(run_dir: str | Path | None = None, path: str | Path | None = None) -> Supernet:
-    """The supernet at ``path``, or the one ``predictnas train`` wrote into ``run_dir``."""
-    path = Path(path) if path is not None else Path(run_dir or "runs/default") / SUPERNET
+def supernet_file(run_dir: str | Path | None = None, path: str | Path | None = None) -> Path:
+    """``path`` (a file or ``pretrained:<name>``), else the one ``predictnas train`` wrote into ``run_dir``,
+    else the shipped supernet of the default space."""
+    from . import pretrained
+
+    if path is not None:
+        path = pretrained.resolve_supernet(path)
+    else:
+        path = Path(run_dir or "runs/default") / SUPERNET
+        if not path.exists() and pretrained.artifact("supernet") is not None:
+            path = pretrained.artifact("supernet")
     if not path.exists():
         raise PredictnasError(f"{path}: no trained supernet (run `predictnas train` first, or pass --supernet)")
-    return load_supernet(path)
+    return path
+
+
+def load_trained_supernet(run_dir: str | Path | None = None, path: str | Path | None = None) -> Supernet:
+    """The supernet of :func:`supernet_file`."""
+    return load_supernet(supernet_file(run_dir, path))

@@ -1,17 +1,21 @@
 """``predictnas run``: every stage of DESIGN §1 in order, in one run directory, skipping what is done.
 
-latency table (this machine's, built once when ``lut/`` has none for its fingerprint) -> corpus +
-supernet (``train`` resumes or returns at once when finished) -> ``sample`` (skips stored subnets) ->
-``fit`` -> ``search`` (skipped when ``top.json`` exists) -> ``verify`` (keeps finished models) ->
-``calibrate`` on what verify measured -> ``search --finetune-calibration`` into ``calibrated/top.json``
--> ``verify`` of its picks. Each stage is the same library call its own command makes.
+From the shipped artifacts (the default): this machine's latency table (measured once into the user
+cache where none is shipped for its fingerprint) -> ``search`` for the WER after fine-tuning, through
+the shipped predictor and calibration -> ``verify`` of its picks beside the hand-crafted baselines.
+
+Training its own (``--train``, user data, or another preset): latency table -> corpus + supernet
+(``train`` resumes or returns at once when finished) -> ``sample`` (skips stored subnets) -> ``fit`` ->
+``search`` (skipped when ``top.json`` exists) -> ``verify`` (keeps finished models) -> ``calibrate`` on
+what verify measured -> ``search --finetune-calibration`` into ``calibrated/top.json`` -> ``verify`` of
+its picks. Each stage is the same library call its own command makes.
 
 Why two rounds: the predictor learns shared-weight WER, but fine-tuning takes different amounts off
 different models (more off ones with more compute and conv modules), so the first search optimizes the
 wrong number. The models verify fine-tunes tell how shared-weight WER and the architecture turn into the
-WER verify measures (:mod:`predictnas.predictor.finetune`), and the second search optimizes that estimate
-(runs/small13, 40 ms, greedy decoding, calibrated on CER: 83.8 % measured WER in the first round, 74.2 %
-in the calibrated one).
+WER verify measures (:mod:`predictnas.predictor.finetune`), and the second search optimizes that
+estimate. The shipped calibration was made the same way, so a run from the shipped artifacts needs one
+round only.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from .experiment import DataSources
 
 
 @dataclass(frozen=True)
@@ -38,19 +44,23 @@ class PipelineSettings:
     lut: Path | None = None  # default: the cpu table of the preset's space measured on this machine
     protocol: str = "standard"  # verify's timing protocol
     calibrate: bool = True  # after verify: calibrate, search for the fine-tuned WER, verify those picks
+    pretrained: bool = False  # start from the shipped supernet, predictor and calibration (no training)
+    data: DataSources | None = None  # user data instead of the preset's corpus
 
 
 def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str], None] = print,
                  progress: bool = True) -> Path:
-    """Run every stage into ``run_dir``; returns the final top.json (``calibrated/top.json`` after a calibration)."""
+    """Run every stage into ``run_dir``; returns the final top.json (``calibrated/top.json`` after a calibration).
+    With ``settings.pretrained``, the shipped artifacts replace training, sampling, fitting and calibrating."""
+    from . import pretrained
     from .errors import PredictnasError
-    from .experiment import DataSources, get_preset, train_supernet
+    from .experiment import get_preset, train_supernet
     from .latency.build import BuildSettings, table_for_this_machine
     from .latency.devices import get_device
     from .latency.estimate import LatencyEstimator
     from .latency.table import LatencyTable
     from .predictor import AccuracyPredictor, FeatureSpec, SQLiteStore
-    from .predictor.finetune import calibrate
+    from .predictor.finetune import FinetuneCalibration, calibrate
     from .predictor.fitting import fit_predictor
     from .predictor.runner import STORE, sample_subnets, supernet_meter
     from .search.job import SearchSettings, parse_latency_ms, run_search
@@ -59,30 +69,42 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
 
     budget_ms = parse_latency_ms(settings.budget)  # a bad budget fails before an hour of training
     preset = get_preset(settings.preset)
-    calibrating = settings.verify and settings.calibrate
-    stages = 9 if calibrating else 6
+    calibrating = settings.verify and settings.calibrate and not settings.pretrained
+    stages = 4 if settings.pretrained else 9 if calibrating else 6
     step = lambda n, text: log(f"[{n}/{stages}] {text}")  # noqa: E731
     step(1, "latency table of this CPU")
     table_path = settings.lut or table_for_this_machine(get_device("cpu"), BuildSettings(space=preset.space),
                                                         progress=progress, log=log)
     table = LatencyTable.load(table_path)
-    step(2, f"supernet ({preset.name} preset) in {run_dir}")
-    train_supernet(run_dir, preset, DataSources(corpus_preset=preset.corpus), progress=progress)
-    step(3, f"evaluating {settings.subnets} subnets with the supernet's weights")
-    sample_subnets(run_dir, settings.subnets, workers=settings.workers, estimator=LatencyEstimator(table),
-                   repeat=settings.repeat, progress=progress)
-    step(4, "fitting the accuracy predictor")
-    with SQLiteStore(run_dir / STORE) as store:
-        space = SearchSpace(store.space_config())
-        predictor, _ = fit_predictor(store, space, FeatureSpec(("encoding", "closed_form"), space.config))
-    predictor.save(run_dir / "predictor.json")
-    predictor = AccuracyPredictor.load(run_dir / "predictor.json")
+    finetune = None
+    if settings.pretrained:
+        supernet_path, predictor_path = pretrained.artifact("supernet"), pretrained.artifact("predictor")
+        finetune = FinetuneCalibration.load(pretrained.artifact("finetune"))
+        step(2, f"the shipped supernet, predictor and fine-tuning calibration ({pretrained.DEFAULT}; --train to "
+                "train your own)")
+    else:
+        supernet_path, predictor_path = run_dir / "supernet.pt", run_dir / "predictor.json"
+        step(2, f"supernet ({preset.name} preset) in {run_dir}")
+        train_supernet(run_dir, preset, settings.data or DataSources(corpus_preset=preset.corpus), progress=progress)
+        step(3, f"evaluating {settings.subnets} subnets with the supernet's weights")
+        sample_subnets(run_dir, settings.subnets, workers=settings.workers, estimator=LatencyEstimator(table),
+                       repeat=settings.repeat, progress=progress)
+        step(4, "fitting the accuracy predictor")
+        with SQLiteStore(run_dir / STORE) as store:
+            space = SearchSpace(store.space_config())
+            fitted, _ = fit_predictor(store, space, FeatureSpec(("encoding", "closed_form"), space.config))
+        fitted.save(predictor_path)
+    predictor = AccuracyPredictor.load(predictor_path)
     # this machine's table (unless --lut named another's): its finalists can be timed here
     timing = table.check_device(allow_mismatch=True) is None
     search_settings = SearchSettings(budget_ms=budget_ms, top_k=settings.top_k, seconds=settings.search_seconds,
                                      rescore=settings.rescore, time_finalists=settings.rescore if timing else 0)
+    baselines = shipped_baselines(predictor.space.config.name) if settings.baselines else ()
+    if settings.baselines and not baselines:
+        log(f"note: no hand-crafted baselines are shipped for space {predictor.space.config.name}: verifying the "
+            "picks alone")
     verify_settings = VerifySettings(finetune_steps=settings.finetune_steps, protocols=settings.protocol,
-                                     baselines=shipped_baselines() if settings.baselines else ())
+                                     baselines=baselines)
 
     def search(top: Path, n: int, what: str, finetune=None) -> None:
         if top.exists():
@@ -90,9 +112,9 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
             return
         step(n, f"searching under {budget_ms:g} ms for {settings.search_seconds:g} s{what}")
         target = finetune.source if finetune else predictor.target_for(None)
-        measure = supernet_meter(target, run_dir / "supernet.pt", settings.workers, LatencyEstimator(table),
+        measure = supernet_meter(target, supernet_path, run_dir, settings.workers, LatencyEstimator(table),
                                  progress) if settings.rescore else None
-        run_search(search_settings, table, predictor, top, run_dir / "predictor.json", progress=progress,
+        run_search(search_settings, table, predictor, top, predictor_path, progress=progress,
                    command="predictnas run", log=log, measure=measure, finetune=finetune)
 
     def verify(top: Path, n: int) -> None:
@@ -100,6 +122,11 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
         run_verify(top, top.parent / "verify", verify_settings, lut_path=table_path, progress=progress, log=log)
 
     top = run_dir / "top.json"
+    if settings.pretrained:
+        search(top, 3, ", for the WER after fine-tuning", finetune)
+        if settings.verify:
+            verify(top, 4)
+        return top
     search(top, 5, "")
     if not settings.verify:
         return top
@@ -110,9 +137,9 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
     try:
         # architecture descriptors only beside the baselines: the top-k alone are too few and too alike to
         # fit their coefficients
-        finetune = calibrate(run_dir, [top.parent / "verify" / "verify.json"], run_dir / "supernet.pt",
+        finetune = calibrate(run_dir, [top.parent / "verify" / "verify.json"], supernet_path,
                              settings.workers, progress=progress,
-                             **({} if settings.baselines else {"descriptors": ()}))
+                             **({} if verify_settings.baselines else {"descriptors": ()}))
     except PredictnasError as e:  # too few or too alike models to fit a line: the first round stands
         log(f"not calibrated: {e}")
         return top

@@ -34,23 +34,22 @@ from .data.text import CharTokenizer
 from .decoding import Decoder, GreedyDecoder, describe, same_decoding
 from .errors import PredictnasError
 from .evaluate import bind, evaluate
-from .experiment import decoder_for, load_split, load_trained_supernet
+from .experiment import decoder_for, load_split, supernet_file
 from .io import read_json, write_json
 from .latency.devices import fingerprint_mismatch, get_device
 from .latency.estimate import LatencyEstimator
 from .latency.protocol import PROTOCOLS, Graph, ModelTimer
 from .latency.table import LatencyTable
 from .space import Arch, SearchSpace
-from .supernet import Subnet, SubnetOutput, load_subnet, save_subnet
+from .supernet import Subnet, SubnetOutput, load_subnet, load_supernet, save_subnet
 from .supernet.export import INPUT_NAME, export_onnx
 from .train import SingleModelObjective, Trainer, TrainConfig
 
-BASELINES_DIR = Path(__file__).resolve().parents[1] / "data" / "archs"
 RESULT = "result.json"
 CLAIM = "claim.json"  # the architecture and settings a model folder's work belongs to
 # settings that change a model's weights or measurements: a folder's work is resumed only under the same ones
 RECIPE_FIELDS = ("finetune_steps", "from_scratch", "peak_lr", "batch_seconds", "device", "production_sample_rate",
-                 "split", "protocols", "seed")
+                 "split", "test_data", "protocols", "seed")
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,7 @@ class VerifySettings:
     baselines: tuple[str, ...] = ()  # ARCH.json files of hand-crafted models
     allow_hardware_gap: bool = False
     split: str = "test"
+    test_data: str | None = None  # a manifest or LibriSpeech folder scored instead of the split
     protocols: str = "standard"
     seed: int = 0
     # whole-protocol timings of each model, each with a fresh reference, the median kept: one timing's
@@ -91,9 +91,11 @@ class Model:
     predicted: dict
 
 
-def shipped_baselines() -> tuple[str, ...]:
-    """The uniformly scaled Conformers of ``data/archs`` (for the default space)."""
-    return tuple(str(p) for p in sorted(BASELINES_DIR.glob("conformer-*.json")))
+def shipped_baselines(space_name: str) -> tuple[str, ...]:
+    """The uniformly scaled Conformers shipped for ``space_name`` (see ``predictnas/pretrained/archs``)."""
+    from . import pretrained
+
+    return pretrained.baselines(space_name)
 
 
 def models_to_verify(bundle: Bundle, baselines: tuple[str, ...]) -> list[Model]:
@@ -152,7 +154,8 @@ def claim_folder(work: Path, model: Model, settings: VerifySettings) -> None:
 
 
 def verify_model(model: Model, supernet, table: LatencyTable, estimator: LatencyEstimator, test: FeatureStore,
-                 settings: VerifySettings, out: Path, progress: bool = True, decoder: Decoder | None = None) -> dict:
+                 settings: VerifySettings, out: Path, progress: bool = True, decoder: Decoder | None = None,
+                 run_dir: Path | None = None) -> dict:
     """Train, export, time and score one model in ``out / model.name``; resumes where it stopped. A result
     decoded otherwise than with ``decoder`` is measured again from the trained model (decoding does not
     change the training)."""
@@ -165,7 +168,7 @@ def verify_model(model: Model, supernet, table: LatencyTable, estimator: Latency
         return earlier
     space = supernet.space
     started = time.perf_counter()
-    subnet = _trained(model.arch, supernet, settings, work / "train", progress)
+    subnet = _trained(model.arch, supernet, settings, work / "train", progress, run_dir)
     train_seconds = time.perf_counter() - started
 
     fp32 = export_onnx(subnet.eval(), work / "model.onnx")
@@ -202,8 +205,10 @@ def verify_model(model: Model, supernet, table: LatencyTable, estimator: Latency
     return result
 
 
-def _trained(arch: Arch, supernet, settings: VerifySettings, run_dir: Path, progress: bool) -> Subnet:
-    """The fine-tuned (or from-scratch) subnet, trained in ``run_dir`` (resumed after a kill)."""
+def _trained(arch: Arch, supernet, settings: VerifySettings, run_dir: Path, progress: bool,
+             data_dir: Path | None = None) -> Subnet:
+    """The fine-tuned (or from-scratch) subnet, trained in ``run_dir`` (resumed after a kill); a user data
+    set's features are cached in ``data_dir``."""
     if (run_dir / "model.pt").exists():
         return load_subnet(run_dir / "model.pt")
     if settings.from_scratch:
@@ -213,7 +218,7 @@ def _trained(arch: Arch, supernet, settings: VerifySettings, run_dir: Path, prog
         subnet = supernet.extract(arch)
     config = settings.train_config()
     if config.steps > 0:
-        train = load_split(supernet, "train", progress=progress)
+        train = load_split(supernet, "train", data_dir, progress=progress)
         intents = supernet.metadata["intents"]
         trainer = Trainer(subnet, config,
                           batches=lambda epoch, g: epoch_batches(train, intents, batch_seconds=config.batch_seconds,
@@ -269,12 +274,18 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
     from .latency.table import find_table
     from .report import write_report
 
+    from .predictor.runner import supernet_fingerprint
+
     bundle = Bundle.load(bundle_path)
     out = Path(out)
-    supernet_path = Path(supernet_path or bundle.model["supernet"]["path"])
-    supernet = load_trained_supernet(path=supernet_path)
+    supernet_path = supernet_file(path=supernet_path or bundle.model["supernet"]["path"])
+    supernet = load_supernet(supernet_path)
     if supernet.space != bundle.space:
         raise PredictnasError(f"{supernet_path}: its search space differs from the one top.json was searched in")
+    recorded = bundle.model["supernet"].get("hash")
+    if recorded and supernet_fingerprint(supernet_path) != recorded:
+        raise PredictnasError(f"{supernet_path}: not the supernet top.json was searched with (hash "
+                              f"{supernet_fingerprint(supernet_path)}, top.json records {recorded})")
     table = LatencyTable.load(lut_path or find_table(settings.device, bundle.space.name))
     warnings = check_hardware(bundle, table, settings)
     decoder = decoder_for(supernet)
@@ -293,10 +304,13 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
     check_recipes(models, out, settings)
     # shared by every model: the LUT's dense tables and the test split's features
     estimator = LatencyEstimator(table, SearchSpace(table.space))
-    test = load_split(supernet, settings.split, progress=progress)
+    run_dir = Path(bundle_path).parent
+    test = load_split(supernet, settings.split, run_dir, progress=progress,
+                      data=Path(settings.test_data) if settings.test_data else None)
     for i, model in enumerate(models, 1):
         log(f"[{i}/{len(models)}] {model.name} ({model.arch.arch_id})")
-        results.append(verify_model(model, supernet, table, estimator, test, settings, out, progress, decoder))
+        results.append(verify_model(model, supernet, table, estimator, test, settings, out, progress, decoder,
+                                    run_dir))
     verification = {"bundle": str(Path(bundle_path).resolve()), "settings": dataclasses.asdict(settings),
                     "device": table.device, "lut": table.source, "decoding": decoder.spec(), "warnings": warnings,
                     "budget_ms": bundle.objective.get("budget_ms"), "predictor": bundle.predictor, "search": bundle.search,

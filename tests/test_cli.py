@@ -14,7 +14,7 @@ from onnx import numpy_helper
 from predictnas.supernet import save_supernet
 
 REPO = Path(__file__).resolve().parents[1]
-CONFORMER_M = REPO / "data" / "archs" / "conformer-m.json"
+CONFORMER_M = REPO / "predictnas" / "pretrained" / "archs" / "speech-v1" / "conformer-m.json"
 
 
 def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

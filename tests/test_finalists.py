@@ -6,11 +6,12 @@ import pytest
 from predictnas.complexity import param_counts
 from predictnas.errors import PredictnasError
 from predictnas.latency.estimate import LatencyEstimator
-from predictnas.latency.table import LUT_DIR, LatencyTable
+from predictnas.latency.table import LatencyTable
+from predictnas.pretrained import tables_dir
 from predictnas.search import CostScorer, GeneticAlgorithm, MaxGenerations, Problem, Scores, minimize
 from predictnas.search.finalists import TIMED, Measured, confirm_picks, measure_finalists, pick_measured
 
-LUT = LUT_DIR / "cpu-1t-fp32-4be8cf99.json"  # the shipped table for speech-v1
+LUT = tables_dir() / "cpu-1t-fp32-4be8cf99.json"  # the shipped table for speech-v1
 BUDGET_MS = 40.0
 
 

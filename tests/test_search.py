@@ -6,14 +6,15 @@ import pytest
 from predictnas.complexity import param_counts
 from predictnas.errors import PredictnasError
 from predictnas.latency.estimate import LatencyEstimator
-from predictnas.latency.table import LUT_DIR, LatencyTable
+from predictnas.latency.table import LatencyTable
+from predictnas.pretrained import tables_dir
 from predictnas.predictor import AccuracyPredictor, FeatureSpec
 from predictnas.predictor.model import fit_booster
 from predictnas.search import (NSGA2, CostScorer, GeneticAlgorithm, HillClimb, KeySet, MaxCandidates,
                                MaxGenerations, MaxSeconds, Problem, Scores, crowding_distance, fastest_latency,
                                minimize, non_dominated, nondominated_rank)
 
-LUT = LUT_DIR / "cpu-1t-fp32-4be8cf99.json"  # the shipped table for speech-v1
+LUT = tables_dir() / "cpu-1t-fp32-4be8cf99.json"  # the shipped table for speech-v1
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,7 @@ def test_eval_reports_wer_cer_and_intent_accuracy_per_environment(env, trained, 
     bad = run(env, "eval", arch_path, "--run-dir", trained, "--environment", "space_station")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "space_station" in bad.stderr
     wrong_space = tmp_path / "big.json"
-    wrong_space.write_text((REPO / "data" / "archs" / "conformer-m.json").read_text())
+    wrong_space.write_text((REPO / "predictnas" / "pretrained" / "archs" / "speech-v1" / "conformer-m.json").read_text())
     refused = run(env, "eval", wrong_space, "--run-dir", trained)
     assert refused.returncode == 2 and "width: 128 is not one of 32, 48" in refused.stderr
 

@@ -133,9 +133,10 @@ def get_recipe(preset: str = DEFAULT_PRESET, *, sample_rate: int | None = None,
 
 
 def default_corpus_root() -> Path:
-    """``$PREDICTNAS_CACHE/corpus`` if that variable is set, else ``runs/corpus`` under the working folder."""
-    cache = os.environ.get("PREDICTNAS_CACHE")
-    return Path(cache) / "corpus" if cache else Path("runs") / "corpus"
+    """The user cache's corpus folder (see :mod:`predictnas.cache`)."""
+    from ..cache import corpus_root
+
+    return corpus_root()
 
 
 @dataclass(frozen=True)

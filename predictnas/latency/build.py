@@ -36,11 +36,11 @@ from .estimate import BYTES_PER_PARAM, LatencyEstimator, reference_frames
 from .keys import Frames, Key, enumerate_keys, every_block
 from .modules import entry_graph, null_graph, subnet_graph
 from .protocol import PROTOCOLS, Graph, ModelTimer, measure
-from .table import LUT_DIR, Entry, LatencyTable, default_table_path
+from .table import Entry, LatencyTable, default_table_path, exact_table
 
 # The space spans about 60x in latency, so no length gives exactly 5-150 ms. At 24 s (2401 feature frames,
 # 601 encoder frames) the slowest subnet stays near 150 ms (136 ms measured) and the fastest takes 2.2 ms
-# on the 2-core CI machine with one thread (4 s gave 0.35-20 ms); lut/README.md has the measurements.
+# on the 2-core CI machine with one thread (4 s gave 0.35-20 ms); predictnas/pretrained/lut/README.md has the measurements.
 DEFAULT_INPUT_SECONDS = 24.0
 PARTIAL_FORMAT = "predictnas-latency-table-partial"
 SAVE_EVERY_S, SAVE_EVERY_ITEMS = 5.0, 5
@@ -133,21 +133,24 @@ def build_lut(device: Device, settings: BuildSettings, out: str | Path, progress
     return table
 
 
-def table_for_this_machine(device: Device, settings: BuildSettings, directory: Path = LUT_DIR,
+def table_for_this_machine(device: Device, settings: BuildSettings, directory: Path | None = None,
                            progress: bool = True, log: Callable[[str], None] | None = None) -> Path:
-    """The path of ``device``'s table of ``settings.space`` in ``directory`` for this machine's fingerprint;
-    built there first (where ``build-lut`` writes by default) when there is none yet, or only a partial one.
+    """The path of ``device``'s table of ``settings.space`` for this machine's fingerprint: measured here
+    before or shipped, else built first into ``directory`` (default: the user cache, where ``build-lut``
+    writes), also when only a partial build is there.
 
-    Why: latencies measured on another machine class do not hold here (the shipped tables came from one
-    with AVX-512 and AMX), and verify refuses their fingerprint; ``predictnas run`` measures once per device.
+    Why: latencies measured on another machine class do not hold here, and verify refuses their
+    fingerprint; ``predictnas run`` measures once per device.
     """
     log = log or (lambda message: print(message, file=sys.stderr))
     out = default_table_path(device.device_id, settings.space, directory)
-    if not out.exists():
-        log(f"no latency table of {device.name} measured on this machine ({device.device_id}) in {directory}: "
-            "building it (build-lut; several minutes, resumable)")
-        build_lut(device, settings, out, progress=progress, log=log,
-                  command=f"predictnas build-lut --device {device.name} --space {settings.space}")
+    found = exact_table(device.device_id, settings.space, None if directory is None else [directory])
+    if found is not None:
+        return found
+    log(f"no latency table of {device.name} measured on this machine ({device.device_id}): building it into "
+        f"{out.parent} (build-lut; several minutes, resumable)")
+    build_lut(device, settings, out, progress=progress, log=log,
+              command=f"predictnas build-lut --device {device.name} --space {settings.space}")
     return out
 
 

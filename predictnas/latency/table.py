@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PredictnasError
+from ..cache import measured_tables
 from ..io import read_json, write_json
+from ..pretrained import tables_dir
 from ..space import DEFAULT_SPACE, SpaceConfig
 from .calibration import Calibration
 from .keys import Frames, Key
@@ -25,7 +27,6 @@ FORMAT = "predictnas-latency-table"
 # 2: the modules timed changed (rotary positions in the attention, pair-mean downsampling); entries of 1 time
 # other graphs
 SCHEMA_VERSION = 2
-LUT_DIR = Path(__file__).resolve().parents[2] / "lut"
 
 
 class MissingEntry(PredictnasError):
@@ -157,27 +158,48 @@ def _typed(d: dict, name: str, kind: type) -> Any:
     return value
 
 
-def default_table_path(device_id: str, space_name: str = DEFAULT_SPACE.name, directory: Path = LUT_DIR) -> Path:
-    """Where ``build-lut`` writes by default: ``lut/<device-id>.json`` (other spaces: ``lut/<space>-<id>.json``)."""
-    return directory / (f"{device_id}.json" if space_name == DEFAULT_SPACE.name else f"{space_name}-{device_id}.json")
+def default_table_path(device_id: str, space_name: str = DEFAULT_SPACE.name, directory: Path | None = None) -> Path:
+    """Where ``build-lut`` writes by default: ``<cache>/lut/<device-id>.json`` (other spaces:
+    ``<space>-<device-id>.json``); ``directory`` replaces the cache's table folder."""
+    name = f"{device_id}.json" if space_name == DEFAULT_SPACE.name else f"{space_name}-{device_id}.json"
+    return (measured_tables() if directory is None else Path(directory)) / name
 
 
-def find_table(device_name: str = "cpu", space_name: str = DEFAULT_SPACE.name, directory: Path = LUT_DIR) -> Path:
-    """The shipped table for a device name and space: the one built on this machine's fingerprint if
-    there is one, else any table of that device name (the caller warns about the hardware gap)."""
+def table_directories() -> list[Path]:
+    """Where tables are looked for, in order: those measured on this machine, then the shipped ones."""
+    return [measured_tables(), tables_dir()]
+
+
+def exact_table(device_id: str, space_name: str = DEFAULT_SPACE.name,
+                directories: list[Path] | None = None) -> Path | None:
+    """The table of this exact device id (this machine's fingerprint), measured or shipped, if any."""
+    for directory in directories or table_directories():
+        path = default_table_path(device_id, space_name, directory)
+        if path.exists():
+            return path
+    return None
+
+
+def find_table(device_name: str = "cpu", space_name: str = DEFAULT_SPACE.name,
+               directories: list[Path] | None = None) -> Path:
+    """The table for a device name and space: the one with this machine's fingerprint if there is one
+    (measured here first, then shipped), else any table of that device name (the caller warns about the
+    hardware gap)."""
     from .devices import get_device
 
-    device = get_device(device_name)
-    exact = default_table_path(device.device_id, space_name, directory)
-    if exact.exists():
+    directories = directories or table_directories()
+    exact = exact_table(get_device(device_name).device_id, space_name, directories)
+    if exact is not None:
         return exact
-    for path in sorted(directory.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if (isinstance(data, dict) and data.get("format") == FORMAT and data.get("device", {}).get("name") == device_name
-                and data.get("space", {}).get("name") == space_name):
-            return path
-    raise PredictnasError(f"no latency table for device {device_name!r} and space {space_name!r} in {directory}; "
+    for directory in directories:
+        for path in sorted(Path(directory).glob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if (isinstance(data, dict) and data.get("format") == FORMAT
+                    and data.get("device", {}).get("name") == device_name
+                    and data.get("space", {}).get("name") == space_name):
+                return path
+    raise PredictnasError(f"no latency table for device {device_name!r} and space {space_name!r}; "
                           f"build one with predictnas build-lut --device {device_name} --space {space_name}, or pass --lut")

@@ -227,18 +227,17 @@ def calibrate(run_dir: str | Path, verify_paths: list[Path], supernet_path: Path
               descriptors: tuple[str, ...] = DEFAULT_DESCRIPTORS) -> FinetuneCalibration:
     """Fit the calibration of ``run_dir``'s supernet on the models of ``verify_paths`` (verify.json files).
     Each model's shared-weight dev ``source`` comes from the run's store, evaluated now where it is missing."""
-    from ..experiment import load_trained_supernet
+    from ..experiment import supernet_file
     from ..space import SearchSpace
+    from ..supernet import load_supernet
     from .fitting import target_values
     from .runner import evaluate_rows, supernet_fingerprint
 
     check_inputs(source, tuple(descriptors))
     recipe, models = verified_models([(str(p), read_json(p)) for p in verify_paths])
     run_dir = Path(run_dir)
-    supernet_path = Path(supernet_path or run_dir / "supernet.pt")
-    if not supernet_path.exists():
-        raise PredictnasError(f"{supernet_path}: no supernet to evaluate the verified models with")
-    space = SearchSpace(load_trained_supernet(run_dir, supernet_path).space)
+    supernet_path = supernet_file(run_dir, supernet_path)
+    space = SearchSpace(load_supernet(supernet_path).space)
     genes = np.stack([space.encode(space.from_json(m["arch"], source=f"{m['verify']}: {m['name']}")) for m in models])
     shared = target_values(evaluate_rows(run_dir, genes, workers, supernet_path, progress=progress), source)
     return fit_calibration(recipe, models, shared, supernet_fingerprint(supernet_path), source, tuple(descriptors),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,9 @@ from ..data.text import CharTokenizer
 from ..evaluate import bind, evaluate
 from ..errors import PredictnasError
 from ..executor import LocalExecutor
-from ..experiment import decoder_for, load_split, load_trained_supernet
+from ..io import atomic_path
+from ..experiment import decoder_for, load_split, load_trained_supernet, supernet_file
+from ..supernet import load_supernet
 from ..space import SearchSpace
 from ..train import largest_arch, smallest_arch
 from .features import REFERENCE_FRAMES
@@ -64,9 +67,15 @@ def supernet_fingerprint(path: Path) -> str:
 
 
 def supernet_info(supernet, path: Path, fingerprint: str) -> dict:
-    """What the stages after the predictor need to know about the supernet (it travels into top.json)."""
+    """What the stages after the predictor need to know about the supernet (it travels into top.json);
+    the shipped supernet is recorded by name, so the record holds wherever the package is installed."""
+    from .. import pretrained
+
     meta = supernet.metadata
-    return {"path": str(Path(path).resolve()), "hash": fingerprint, "preset": meta.get("preset"),
+    shipped = pretrained.artifact("supernet")
+    where = pretrained.reference() if shipped is not None and Path(path).resolve() == shipped.resolve() else \
+        str(Path(path).resolve())
+    return {"path": where, "hash": fingerprint, "preset": meta.get("preset"),
             "sample_rate": meta.get("sample_rate"), "features": meta.get("features"), "intents": meta.get("intents")}
 
 
@@ -117,21 +126,18 @@ def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supe
     return [by_id[a.arch_id] for a in archs]
 
 
-def supernet_meter(target: str, supernet_path: str | Path, workers: int = 1, estimator=None,
+def supernet_meter(target: str, supernet_path: str | Path, run_dir: str | Path, workers: int = 1, estimator=None,
                    progress: bool = True) -> Callable[[np.ndarray], np.ndarray]:
     """``genes -> WER`` (or CER) on ``target`` (``"wer/<environment>"``, ``"cer/<environment>"``, as a
-    predictor names them), measured on the dev set with the weights of ``supernet_path`` (its folder is
-    the run directory, whose store receives the evaluations)."""
+    predictor names them), measured on the dev set with the weights of ``supernet_path`` (a file or
+    ``pretrained:<name>``); the evaluations go into ``run_dir``'s store."""
     kind, _, environment = target.partition("/")
     if kind not in ("wer", "cer") or not environment:
         raise PredictnasError(f"cannot measure target {target!r}: expected wer/<environment> or cer/<environment>")
-    supernet_path = Path(supernet_path)
-    if not supernet_path.exists():
-        raise PredictnasError(f"{supernet_path}: no supernet to measure the finalists with")
+    supernet_path = supernet_file(path=supernet_path)
 
     def measure(genes: np.ndarray) -> np.ndarray:
-        return target_values(evaluate_rows(supernet_path.parent, genes, workers, supernet_path, estimator, progress),
-                             target)
+        return target_values(evaluate_rows(run_dir, genes, workers, supernet_path, estimator, progress), target)
 
     return measure
 
@@ -139,17 +145,32 @@ def supernet_meter(target: str, supernet_path: str | Path, workers: int = 1, est
 def _open_store(run_dir, supernet_path, store_path, fingerprint: dict) -> tuple[SearchSpace, SQLiteStore, Path]:
     """The run's store, checked against (or stamped with) this supernet, the space and ``fingerprint``."""
     run_dir = Path(run_dir)
-    supernet_path = Path(supernet_path or run_dir / "supernet.pt")
-    supernet = load_trained_supernet(run_dir, supernet_path)
+    supernet_path = supernet_file(run_dir, supernet_path)
+    supernet = load_supernet(supernet_path)
     space = SearchSpace(supernet.space)
     weights = supernet_fingerprint(supernet_path)  # hashes the whole weights file: once
     decoding = decoder_for(supernet).spec()
-    store = SQLiteStore(store_path or run_dir / STORE, {"supernet": weights,
+    store_path = Path(store_path or run_dir / STORE)
+    _seed_from_shipped(store_path, supernet_path)
+    store = SQLiteStore(store_path, {"supernet": weights,
                                                          "space": json.dumps(space.config.to_dict(), sort_keys=True),
                                                          "decoder": json.dumps(decoding, sort_keys=True),
                                                          **fingerprint},
                         info={**supernet_info(supernet, supernet_path, weights), "decoder": decoding})
     return space, store, supernet_path
+
+
+def _seed_from_shipped(store_path: Path, supernet_path: Path) -> None:
+    """A new store for the shipped supernet starts as a copy of the shipped sample, so what this run
+    evaluates joins it (and ``fit`` here refits on both); the package's copy is never written."""
+    from .. import pretrained
+
+    shipped, sample = pretrained.artifact("supernet"), pretrained.artifact("store")
+    if store_path.exists() or shipped is None or sample is None or supernet_path.resolve() != shipped.resolve():
+        return
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(store_path) as tmp:
+        shutil.copyfile(sample, tmp)
 
 
 def _job(protocol: str, arch, latency_ms, with_proxies: bool) -> tuple:

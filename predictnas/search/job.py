@@ -126,7 +126,7 @@ def distinct_picks(scores: Scores, k: int) -> np.ndarray:
 
 
 def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Path, predictor_path: Path,
-               allow_hardware_gap: bool = False, progress: bool = True, command: str = "",
+               progress: bool = True, command: str = "",
                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
                measure: Callable[[np.ndarray], np.ndarray] | None = None, finetune=None) -> Bundle:
     """Search, then write ``out`` (top.json) with pareto.json and pareto.png beside it.
@@ -147,7 +147,7 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
     if predictor.space.config != table.space:
         raise PredictnasError(f"the predictor was fit on space {predictor.space.config.name!r} and the latency "
                               f"table is for {table.space.name!r} (or their sizes differ); use matching ones")
-    warning = table.check_device(allow_mismatch=allow_hardware_gap)
+    warning = table.check_device(allow_mismatch=True)  # estimates still rank; verify refuses such a table
     if warning and settings.time_finalists:  # before minutes of search, not after
         raise PredictnasError(f"cannot time finalists here for this table: {warning}")
     if warning:

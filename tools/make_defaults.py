@@ -1,0 +1,232 @@
+"""Regenerate the pretrained defaults shipped in ``predictnas/pretrained/speech-v1`` from scratch.
+
+    python tools/make_defaults.py [--work runs/defaults] [--preset small] [--n 300] [--device cpu|cuda]
+
+Stages, each resumable (kill it and run it again) and skipped when its output exists in ``--work``:
+
+1. ``train``      the preset's supernet, into ``WORK/train`` (``predictnas train``);
+2. ``half``       its weights rounded to float16 into ``WORK/supernet.pt``, metadata made portable (the
+                  corpus by recipe, not by this machine's path). Every later stage uses the rounded
+                  weights, so every number shipped beside them was measured with exactly what ships;
+3. ``sample``     ``--n`` subnets evaluated with those weights (``predictnas sample``, 30 repeats);
+4. ``fit``        the XGBoost predictor (``predictnas fit``);
+5. ``search``     ``--budget`` with 32 finalists measured and timed (``predictnas search``);
+6. ``verify``     the picks and the shipped Conformer baselines, fine-tuned (``predictnas verify``);
+7. ``calibrate``  shared-weight WER + descriptors -> WER after fine-tuning (``predictnas calibrate``);
+8. ``install``    the four artifacts copied into the package, supernet references rewritten to
+                  ``pretrained:speech-v1``, and ``manifest.json`` rewritten: SHA-256, command, seed and
+                  package versions of every shipped file (the latency tables and baselines included).
+
+The latency table is this machine's (the shipped one with its fingerprint, else measured into the user
+cache). Run it with ``PREDICTNAS_CACHE`` pointing at a folder with room for the corpus (about 1 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sqlite3
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from predictnas import pretrained
+from predictnas.data.corpus import get_recipe
+from predictnas.errors import PredictnasError
+from predictnas.experiment import DataSources, get_preset, train_supernet
+from predictnas.io import atomic_path, read_json, write_json
+from predictnas.latency.build import BuildSettings, table_for_this_machine
+from predictnas.latency.devices import get_device
+from predictnas.latency.estimate import LatencyEstimator
+from predictnas.latency.table import LatencyTable
+from predictnas.predictor import AccuracyPredictor, FeatureSpec, SQLiteStore
+from predictnas.predictor.finetune import calibrate
+from predictnas.predictor.fitting import fit_predictor
+from predictnas.predictor.runner import STORE, sample_subnets, supernet_meter
+from predictnas.search.job import SearchSettings, parse_latency_ms, run_search
+from predictnas.space import SearchSpace
+from predictnas.supernet import load_supernet, save_supernet
+from predictnas.train import SUPERNET
+from predictnas.verify import VerifySettings, run_verify, shipped_baselines
+
+PACKAGES = ("torch", "torchaudio", "onnxruntime", "xgboost", "numpy", "scikit-learn", "flashlight-text",
+            "espeakng-loader", "predictnas")
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def half_precision(trained: Path, out: Path) -> None:
+    """``trained`` with float16 weights (loaded back as float32) and metadata that holds on any machine."""
+    supernet = load_supernet(trained)
+    data = dict(supernet.metadata["data"])
+    if data["kind"] != "corpus":
+        raise PredictnasError("the shipped supernet must be trained on the embedded corpus")
+    recipe = get_recipe(supernet.metadata["preset"], sample_rate=supernet.metadata["sample_rate"])
+    if recipe.recipe_hash != data["recipe_hash"]:
+        raise PredictnasError(f"{trained}: trained on corpus {data['recipe_hash']}, the preset's is {recipe.recipe_hash}")
+    data.update(path=recipe.dirname, recipe=recipe.to_dict())  # found in (or synthesized into) the user cache
+    supernet.metadata = {**supernet.metadata, "data": data}
+    with torch.no_grad():
+        for p in supernet.parameters():
+            p.copy_(p.half().float())
+    save_supernet(supernet, out)
+    state = torch.load(out, weights_only=True)
+    state["weights"] = {k: v.half() if v.is_floating_point() else v for k, v in state["weights"].items()}
+    with atomic_path(out) as tmp:
+        torch.save(state, tmp)
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def portable_store(src: Path, dst: Path) -> None:
+    """A copy of the store in rollback-journal mode (readable without -wal/-shm files beside it), with
+    the supernet recorded by name."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+        db = sqlite3.connect(tmp)
+        db.execute("PRAGMA journal_mode=DELETE")
+        info = json.loads(db.execute("SELECT value FROM meta WHERE key = 'info.path'").fetchone()[0])
+        if info:
+            db.execute("UPDATE meta SET value = ? WHERE key = 'info.path'", (json.dumps(pretrained.reference()),))
+        db.commit()
+        db.execute("VACUUM")
+        db.close()
+
+
+def install(work: Path, commands: dict[str, str], seed: int) -> None:
+    """The four artifacts of ``work`` into the package, then the manifest."""
+    target = pretrained.root() / pretrained.DEFAULT
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(work / SUPERNET, target / "supernet.pt")
+    portable_store(work / STORE, target / "evals.sqlite")
+    predictor = read_json(work / "predictor.json")
+    predictor["supernet"]["path"] = pretrained.reference()
+    write_json(target / "predictor.json", predictor)
+    shutil.copyfile(work / "finetune.json", target / "finetune.json")
+    stack = versions()
+    write_manifest({f"{pretrained.DEFAULT}/{name}": {"command": commands[kind], "seed": seed, "versions": stack}
+                    for kind, name in pretrained.ARTIFACTS.items()})
+    log(f"installed into {target}: " + ", ".join(f"{n} {(target / n).stat().st_size / 1e6:.1f} MB"
+                                                for n in pretrained.ARTIFACTS.values()))
+
+
+def write_manifest(made: dict[str, dict]) -> None:
+    """Rewrite ``manifest.json`` over every shipped file: ``made`` gives the provenance of files made now;
+    a file unchanged since the last manifest keeps its entry; tables take theirs from their build record."""
+    root = pretrained.root()
+    earlier = pretrained.manifest()["artifacts"]
+    entries = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".pt", ".sqlite")
+                       and p.name != pretrained.MANIFEST):
+        relative, digest = str(path.relative_to(root)), pretrained.sha256_of(path)
+        if relative in made:
+            provenance = made[relative]
+        elif earlier.get(relative, {}).get("sha256") == digest:
+            provenance = {k: v for k, v in earlier[relative].items() if k not in ("sha256", "bytes")}
+        elif relative.startswith("lut/"):
+            table = read_json(path)
+            provenance = {"command": table.get("build", {}).get("command", "predictnas build-lut"),
+                          "seed": table.get("build", {}).get("seed", 0),
+                          "versions": {"onnxruntime": table["device"]["fingerprint"].get("ort_version")}}
+        elif relative.startswith("archs/"):
+            provenance = {"command": "written by hand (archs/README.md)", "seed": None, "versions": {}}
+        else:
+            raise PredictnasError(f"{relative}: shipped without provenance; regenerate it with this tool")
+        entries[relative] = {"sha256": digest, "bytes": path.stat().st_size, **provenance}
+    write_json(root / pretrained.MANIFEST, {"format": "predictnas-pretrained-manifest", "name": pretrained.DEFAULT,
+                                            "artifacts": entries})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("runs/defaults"))
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--steps", type=int, default=None, help="Override the preset's training steps.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="Training device: cpu, cuda or auto.")
+    parser.add_argument("--n", type=int, default=300, help="Subnets to evaluate.")
+    parser.add_argument("--budget", default="40ms")
+    parser.add_argument("--finetune-steps", type=int, default=400)
+    parser.add_argument("--no-install", action="store_true", help="Stop before copying into the package.")
+    parser.add_argument("--manifest-only", action="store_true",
+                        help="Only rewrite manifest.json over the files shipped now (after adding a table or baseline).")
+    args = parser.parse_args()
+    if args.manifest_only:
+        write_manifest({})
+        return
+    work = args.work
+    preset = get_preset(args.preset)
+    if preset.space != pretrained.DEFAULT:
+        raise SystemExit(f"error: the shipped defaults are for space {pretrained.DEFAULT}; preset {args.preset} is "
+                         f"{preset.space}")
+    table_path = table_for_this_machine(get_device("cpu"), BuildSettings(space=preset.space), log=log)
+    table = LatencyTable.load(table_path)
+    estimator = LatencyEstimator(table)
+
+    log("1/8 train")
+    train_supernet(work / "train", preset, DataSources(corpus_preset=preset.corpus), steps=args.steps,
+                   seed=args.seed, device=args.device)
+    if not (work / SUPERNET).exists():
+        log("2/8 half precision")
+        half_precision(work / "train" / SUPERNET, work / SUPERNET)
+    log("3/8 sample")
+    sample_subnets(work, args.n, estimator=estimator, repeat=30, seed=args.seed)
+    log("4/8 fit")
+    if not (work / "predictor.json").exists():
+        with SQLiteStore(work / STORE) as store:
+            space = SearchSpace(store.space_config())
+            predictor, report = fit_predictor(store, space, FeatureSpec(("encoding", "closed_form"), space.config))
+        predictor.save(work / "predictor.json")
+        write_json(work / "fit.json", report)
+    predictor = AccuracyPredictor.load(work / "predictor.json")
+    top = work / "top.json"
+    if not top.exists():
+        log("5/8 search")
+        timing = table.check_device(allow_mismatch=True) is None
+        settings = SearchSettings(budget_ms=parse_latency_ms(args.budget), top_k=3, seconds=60.0, rescore=32,
+                                  time_finalists=32 if timing else 0, seed=args.seed)
+        measure = supernet_meter(predictor.target_for(None), work / SUPERNET, work, 1, estimator)
+        run_search(settings, table, predictor, top, work / "predictor.json", command="tools/make_defaults.py",
+                   log=log, measure=measure)
+    log("6/8 verify")
+    verify_settings = VerifySettings(finetune_steps=args.finetune_steps, baselines=shipped_baselines(preset.space),
+                                     seed=args.seed)
+    run_verify(top, work / "verify", verify_settings, lut_path=table_path, log=log)
+    if not (work / "finetune.json").exists():
+        log("7/8 calibrate")
+        calibration = calibrate(work, [work / "verify" / "verify.json"], work / SUPERNET)
+        calibration.save(work / "finetune.json")
+        log(f"  {calibration.describe()}")
+    if args.no_install:
+        return
+    log("8/8 install")
+    train_cmd = (f"predictnas train --preset {args.preset} --seed {args.seed} --device {args.device}"
+                 + (f" --steps {args.steps}" if args.steps else "") + " (then float16 weights: tools/make_defaults.py)")
+    install(work, {"supernet": train_cmd,
+                   "store": f"predictnas sample --n {args.n} --repeat 30 --seed {args.seed}",
+                   "predictor": "predictnas fit --features encoding,closed_form",
+                   "finetune": f"predictnas search --budget {args.budget} --rescore 32 --time-finalists 32; "
+                               f"predictnas verify top.json --baselines --finetune-steps {args.finetune_steps}; "
+                               "predictnas calibrate"}, args.seed)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except PredictnasError as e:
+        raise SystemExit(f"error: {e}")
