@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -81,12 +82,18 @@ def test_shipped_artifacts_agree_on_space_features_decoder_and_supernet():
     assert {v.dtype for v in state["weights"].values() if v.is_floating_point()} == {torch.float16}
 
 
+@pytest.fixture(scope="module")
+def user_cache(tmp_path_factory):
+    """A fresh user cache, as on a new machine (shared by this module's commands: one corpus synthesis)."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
-def elsewhere(tmp_path):
-    """A working folder outside the repository and a fresh user cache, as on a new machine."""
+def elsewhere(tmp_path, user_cache):
+    """A working folder outside the repository, and the fresh user cache."""
     cwd = tmp_path / "work"
     cwd.mkdir()
-    return cwd, {**os.environ, "PREDICTNAS_CACHE": str(tmp_path / "cache")}
+    return cwd, {**os.environ, "PREDICTNAS_CACHE": str(user_cache)}
 
 
 def predictnas(cwd, env, *args):
@@ -134,7 +141,31 @@ def test_verify_of_a_shipped_pick_synthesizes_the_corpus_into_the_user_cache(els
     measured = verified[0]["measured"]
     assert set(measured["wer"]) == {"quiet_home", "industrial_warehouse", "all"}
     assert 0 <= measured["wer"]["all"] < 1 and measured["latency"]["ms"] > 0
-    assert any((cwd.parent / "cache" / "corpus").glob("small-*/corpus.json"))
+    assert any((Path(env["PREDICTNAS_CACHE"]) / "corpus").glob("small-*/corpus.json"))
+    assert package_files() == before
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no pretrained supernet in this checkout")
+@pytest.mark.slow
+def test_run_starts_from_the_shipped_artifacts(elsewhere):
+    """``run`` without --train searches for the WER after fine-tuning with the shipped predictor and
+    calibration, measures its finalists with the shipped supernet into the run's own store (a copy of the
+    shipped sample plus the new rows), and verifies the pick."""
+    cwd, env = elsewhere
+    before = package_files()
+    result = predictnas(cwd, env, "run", "--budget", "40ms", "--search-seconds", 2, "--rescore", 2, "--top-k", 1,
+                        "--finetune-steps", 1, "--no-baselines", "--protocol", "quick", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "the shipped supernet, predictor and fine-tuning calibration" in result.stderr
+    run_dir = cwd / "runs" / "default"
+    assert not (run_dir / "supernet.pt").exists() and not (run_dir / "predictor.json").exists()
+    assert Bundle.load(run_dir / "top.json").predictor["target"].startswith("finetuned wer/all")
+    db = sqlite3.connect(run_dir / "evals.sqlite")
+    stored = db.execute("SELECT COUNT(*) FROM evals WHERE protocol = 'dev'").fetchone()[0]
+    db.close()
+    assert stored >= AccuracyPredictor.load(pretrained.artifact("predictor")).n_rows
+    assert (run_dir / "verify" / "verify.json").exists()
+    assert "verify measured" in result.stdout.splitlines()[-1]
     assert package_files() == before
 
 
