@@ -206,7 +206,7 @@ def eval_command(arch_path: Path, run_dir: Path, supernet_path: Path | None, spl
 @click.option("--protocol", "protocols", default="standard", show_default=True,
               help="Timing protocol: standard (drift-normalized), plain (not normalized) or quick (smoke tests only).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration and held-out subnets.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@no_progress_option
 def build_lut_command(device_name: str, input_seconds: float | None, out_path: Path | None, space_name: str,
                       calibration_models: int, heldout_models: int, protocols: str, seed: int, no_progress: bool) -> None:
     """Measure every module shape of the space on a device, calibrate, and write the latency table.

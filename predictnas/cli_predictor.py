@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import run_dir_option
+from .cli_options import no_progress_option, run_dir_option
 from .errors import PredictnasError
 
 
@@ -28,7 +28,7 @@ from .errors import PredictnasError
               help="Every second subnet from around the largest (a random share of its choices redrawn, as the "
                    "supernet trains them) instead of the uniform pool; at equal size this ranks the subnets "
                    "near the largest better and the uniform ones no worse (tools/predictor_pools.py).")
-@click.option("--no-progress", is_flag=True)
+@no_progress_option
 def sample_command(n: int, run_dir: Path, supernet_path: Path | None, workers: int, repeat: int, lut_path: Path | None,
                    no_proxies: bool, seed: int, around_largest: bool, no_progress: bool) -> None:
     """Evaluate N subnets that cover the space with supernet weights; store them in RUN_DIR/evals.sqlite.
@@ -144,7 +144,7 @@ def format_report(report: dict) -> str:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the calibration (default: RUN_DIR/finetune.json).")
-@click.option("--no-progress", is_flag=True)
+@no_progress_option
 def calibrate_command(verify_paths: tuple[Path, ...], run_dir: Path, supernet_path: Path | None, source: str,
                       descriptors: str, workers: int, out_path: Path | None, no_progress: bool) -> None:
     """Fit the map from shared-weight WER and architecture descriptors to the WER verify measures after

@@ -15,7 +15,8 @@ from .cli_options import data_options, no_progress_option, run_dir_option
               help="Weight of log(latency) in the reward -WER - lambda * log(latency_ms).")
 @click.option("--max-params", default=None, help="Soft parameter budget, e.g. 5M (penalized, not forbidden).")
 @click.option("--max-memory", default=None, help="Soft memory budget (weights + peak activations), e.g. 64MB.")
-@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Picks written to top.json (verify fine-tunes each).")
 @click.option("--pareto", is_flag=True, help="NSGA-II for the WER/latency front instead of the scalar reward.")
 @click.option("--environment", default=None, help="Optimize WER in this acoustic environment (default: all).")
 @click.option("--generations", type=click.IntRange(min=1), default=None, help="Stop after N generations...")
@@ -44,7 +45,7 @@ from .cli_options import data_options, no_progress_option, run_dir_option
 @click.option("--device", "device_name", default="cpu", show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write top.json (default: RUN_DIR/top.json); pareto.json/png go beside it.")
-@click.option("--no-progress", is_flag=True)
+@no_progress_option
 def search_command(budget: str, lam: float, max_params: str | None, max_memory: str | None, top_k: int, pareto: bool,
                    environment: str | None, generations: int | None, seconds: float, seed: int, population: int | None,
                    rescore: int, workers: int, time_finalists: int, predictor_path: Path | None,
@@ -161,11 +162,13 @@ def search_inputs(run_dir: Path, predictor_path: Path | None, calibration_path: 
 @click.option("--protocol", "protocols", default="standard", show_default=True, help="Timing protocol (quick: smoke tests).")
 @click.option("--latency-repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Times each model is timed with the whole protocol; the median is reported, with every timing.")
-@click.option("--no-progress", is_flag=True)
+@click.option("--picks", type=click.IntRange(min=1), default=None,
+              help="Verify only the first N picks of TOP.json (default: all); --picks 1 for a first look.")
+@no_progress_option
 def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, device_name: str,
                    production_sample_rate: int | None, baselines: bool, baseline_paths: tuple[Path, ...], out_dir: Path | None, supernet_path: Path | None,
                    lut_path: Path | None, allow_hardware_gap: bool, test_data: Path | None, protocols: str,
-                   latency_repeats: int, no_progress: bool) -> None:
+                   latency_repeats: int, picks: int | None, no_progress: bool) -> None:
     """Retrain the picks of TOP.json, export ONNX fp32 + int8, measure latency and WER, compare with predictions.
 
     Resumable: models already verified in the output folder are not redone.
@@ -186,7 +189,7 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, d
                               production_sample_rate=production_sample_rate,
                               baselines=shipped + tuple(map(str, baseline_paths)),
                               allow_hardware_gap=allow_hardware_gap, test_data=str(test_data.resolve()) if test_data else None,
-                              protocols=protocols, latency_repeats=latency_repeats)
+                              protocols=protocols, latency_repeats=latency_repeats, picks=picks)
     out_dir = out_dir or bundle_path.parent / "verify"
     verification = run_verify(bundle_path, out_dir, settings, supernet_path, lut_path, progress=not no_progress,
                               log=lambda m: click.echo(m, err=True))

@@ -1,6 +1,6 @@
 """The verify stage: retrain the picks of ``top.json``, measure them for real, compare with predictions.
 
-For every candidate (and, with ``baselines``, every hand-crafted Conformer of ``data/archs``):
+For every candidate (and, with ``baselines``, every hand-crafted Conformer shipped for the space):
 
 1. rebuild it from the bundle and fine-tune it from the supernet's weights (or train it from scratch),
    in its own resumable run directory;
@@ -67,8 +67,9 @@ class VerifySettings:
     protocols: str = "standard"
     seed: int = 0
     # whole-protocol timings of each model, each with a fresh reference, the median kept: one timing's
-    # reference normalization moved a 20-ms model by up to 8 % (runs/lex13/retime.json)
+    # reference normalization moved a 20-ms model by up to 8 %
     latency_repeats: int = 3
+    picks: int | None = None  # verify only the first N candidates of top.json (None: all)
 
     def recipe(self) -> dict:
         return {k: getattr(self, k) for k in RECIPE_FIELDS}
@@ -98,9 +99,9 @@ def shipped_baselines(space_name: str) -> tuple[str, ...]:
     return pretrained.baselines(space_name)
 
 
-def models_to_verify(bundle: Bundle, baselines: tuple[str, ...]) -> list[Model]:
+def models_to_verify(bundle: Bundle, baselines: tuple[str, ...], picks: int | None = None) -> list[Model]:
     space = SearchSpace(bundle.space)
-    models = [Model(f"nas-{c.rank}", "nas", c.arch, dict(c.predicted)) for c in bundle.candidates]
+    models = [Model(f"nas-{c.rank}", "nas", c.arch, dict(c.predicted)) for c in bundle.candidates[:picks]]
     for path in baselines:
         arch = space.from_json(read_json(path), source=f"baseline {path} (in space {space.config.name})")
         models.append(Model(Path(path).stem, "baseline", arch, {}))
@@ -300,7 +301,7 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
     for w in warnings:
         log(f"warning: {w}")
     results = []
-    models = models_to_verify(bundle, settings.baselines)
+    models = models_to_verify(bundle, settings.baselines, settings.picks)
     check_recipes(models, out, settings)
     # shared by every model: the LUT's dense tables and the test split's features
     estimator = LatencyEstimator(table, SearchSpace(table.space))

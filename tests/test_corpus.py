@@ -259,7 +259,12 @@ def test_recipes_and_presets(monkeypatch):
         get_recipe("tiny", sample_rate=44100)
     with pytest.raises(PredictnasError, match="unknown environment"):
         CorpusRecipe("x", (4, 2, 2), (2, 1, 1), environments=("moon_base",))
+    # the user cache: $PREDICTNAS_CACHE, else $XDG_CACHE_HOME/predictnas, else ~/.cache/predictnas
     monkeypatch.delenv("PREDICTNAS_CACHE", raising=False)
-    assert corpus_module.default_corpus_root() == Path("runs") / "corpus"
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert corpus_module.default_corpus_root() == Path("/home/someone/.cache/predictnas/corpus")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/xdg")
+    assert corpus_module.default_corpus_root() == Path("/xdg/predictnas/corpus")
     monkeypatch.setenv("PREDICTNAS_CACHE", "/tmp/cache")
     assert corpus_module.default_corpus_root() == Path("/tmp/cache/corpus")

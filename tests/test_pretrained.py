@@ -73,8 +73,9 @@ def test_shipped_artifacts_agree_on_space_features_decoder_and_supernet():
     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     rows = db.execute("SELECT COUNT(*) FROM evals WHERE protocol = 'dev'").fetchone()[0]
     db.close()
-    assert meta["supernet"] == digest and json.loads(meta["decoder"]) == predictor.supernet["decoder"]
-    assert rows == predictor.n_rows
+    assert meta["fingerprint.supernet"] == digest and json.loads(meta["info.path"]) == pretrained.reference()
+    assert json.loads(meta["fingerprint.decoder"]) == predictor.supernet["decoder"]
+    assert rows >= predictor.n_rows  # the sample it was fitted on, then the finalists and baselines measured later
     # the supernet's weights are stored in half precision: what ships is what every number was measured with
     import torch
 

@@ -1,6 +1,6 @@
 """Benchmark the vectorized latency estimator on a million architectures.
 
-    python tools/bench_latency.py [--lut lut/cpu-1t-fp32-XXXX.json] [--n 1000000] [--repeats 7] [--json out.json]
+    python tools/bench_latency.py [--lut TABLE.json] [--n 1000000] [--repeats 7] [--json out.json]
 
 Prints a table (median, min, max over repeats, in seconds) and optionally writes the numbers as JSON.
 Goal from the latency issue: at least 5 million candidates per second on one core. Without --lut a

@@ -1,6 +1,6 @@
 """Benchmark the genetic search: candidates scored per second, beside a per-candidate Python loop.
 
-    python tools/bench_search.py [--predictor runs/small/predictor.json] [--lut lut/cpu-1t-fp32-4be8cf99.json]
+    python tools/bench_search.py [--predictor runs/small/predictor.json] [--lut TABLE.json]
                                  [--budget 40] [--seconds 60] [--repeats 3] [--loop-candidates 20000] [--json out.json]
     python tools/bench_search.py --convergence [--seconds 60] [--long-factor 10] [--seeds 5]
 

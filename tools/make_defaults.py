@@ -17,8 +17,10 @@ Stages, each resumable (kill it and run it again) and skipped when its output ex
                   ``pretrained:speech-v1``, and ``manifest.json`` rewritten: SHA-256, command, seed and
                   package versions of every shipped file (the latency tables and baselines included).
 
-The latency table is this machine's (the shipped one with its fingerprint, else measured into the user
-cache). Run it with ``PREDICTNAS_CACHE`` pointing at a folder with room for the corpus (about 1 GB).
+The latency table is this machine's: the shipped one with its fingerprint (``--rebuild-table`` measures
+it again in place first), else one measured into the user cache. Tables of other machine classes are
+measured there with ``predictnas build-lut --device cpu --out predictnas/pretrained/lut/<id>.json``, then
+``--manifest-only`` records them. Run it with ``PREDICTNAS_CACHE`` pointing at a folder with room for the corpus (about 1 GB).
 """
 
 from __future__ import annotations
@@ -40,10 +42,10 @@ from predictnas.data.corpus import get_recipe
 from predictnas.errors import PredictnasError
 from predictnas.experiment import DataSources, get_preset, train_supernet
 from predictnas.io import atomic_path, read_json, write_json
-from predictnas.latency.build import BuildSettings, table_for_this_machine
+from predictnas.latency.build import BuildSettings, build_lut, table_for_this_machine
 from predictnas.latency.devices import get_device
 from predictnas.latency.estimate import LatencyEstimator
-from predictnas.latency.table import LatencyTable
+from predictnas.latency.table import LatencyTable, default_table_path
 from predictnas.predictor import AccuracyPredictor, FeatureSpec, SQLiteStore
 from predictnas.predictor.finetune import calibrate
 from predictnas.predictor.fitting import fit_predictor
@@ -94,18 +96,17 @@ def versions() -> dict[str, str]:
 
 
 def portable_store(src: Path, dst: Path) -> None:
-    """A copy of the store in rollback-journal mode (readable without -wal/-shm files beside it), with
-    the supernet recorded by name."""
+    """A copy of the store (SQLite's backup, so rows still in the write-ahead log come along) in
+    rollback-journal mode, readable without -wal/-shm files beside it, the supernet recorded by name."""
     with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
-        db = sqlite3.connect(tmp)
-        db.execute("PRAGMA journal_mode=DELETE")
-        info = json.loads(db.execute("SELECT value FROM meta WHERE key = 'info.path'").fetchone()[0])
-        if info:
-            db.execute("UPDATE meta SET value = ? WHERE key = 'info.path'", (json.dumps(pretrained.reference()),))
-        db.commit()
-        db.execute("VACUUM")
-        db.close()
+        source, copy = sqlite3.connect(src), sqlite3.connect(tmp)
+        source.backup(copy)
+        source.close()
+        copy.execute("PRAGMA journal_mode=DELETE")
+        copy.execute("UPDATE meta SET value = ? WHERE key = 'info.path'", (json.dumps(pretrained.reference()),))
+        copy.commit()
+        copy.execute("VACUUM")
+        copy.close()
 
 
 def install(work: Path, commands: dict[str, str], seed: int) -> None:
@@ -162,7 +163,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300, help="Subnets to evaluate.")
     parser.add_argument("--budget", default="40ms")
     parser.add_argument("--finetune-steps", type=int, default=400)
+    parser.add_argument("--until", choices=("train", "half", "sample", "fit", "search", "verify", "calibrate"),
+                        default=None, help="Stop after this stage (run again without it to go on).")
     parser.add_argument("--no-install", action="store_true", help="Stop before copying into the package.")
+    parser.add_argument("--rebuild-table", action="store_true",
+                        help="Measure this machine's shipped latency table again first (7-18 min on 2 cores).")
     parser.add_argument("--manifest-only", action="store_true",
                         help="Only rewrite manifest.json over the files shipped now (after adding a table or baseline).")
     args = parser.parse_args()
@@ -174,6 +179,11 @@ def main() -> None:
     if preset.space != pretrained.DEFAULT:
         raise SystemExit(f"error: the shipped defaults are for space {pretrained.DEFAULT}; preset {args.preset} is "
                          f"{preset.space}")
+    if args.rebuild_table:  # this machine's shipped table measured again, in place
+        device = get_device("cpu")
+        out = default_table_path(device.device_id, preset.space, pretrained.tables_dir())
+        build_lut(device, BuildSettings(space=preset.space), out, log=log,
+                  command=f"predictnas build-lut --device cpu --space {preset.space}")
     table_path = table_for_this_machine(get_device("cpu"), BuildSettings(space=preset.space), log=log)
     table = LatencyTable.load(table_path)
     estimator = LatencyEstimator(table)
@@ -181,11 +191,17 @@ def main() -> None:
     log("1/8 train")
     train_supernet(work / "train", preset, DataSources(corpus_preset=preset.corpus), steps=args.steps,
                    seed=args.seed, device=args.device)
+    if args.until == "train":
+        return
     if not (work / SUPERNET).exists():
         log("2/8 half precision")
         half_precision(work / "train" / SUPERNET, work / SUPERNET)
+    if args.until == "half":
+        return
     log("3/8 sample")
     sample_subnets(work, args.n, estimator=estimator, repeat=30, seed=args.seed)
+    if args.until == "sample":
+        return
     log("4/8 fit")
     if not (work / "predictor.json").exists():
         with SQLiteStore(work / STORE) as store:
@@ -194,6 +210,8 @@ def main() -> None:
         predictor.save(work / "predictor.json")
         write_json(work / "fit.json", report)
     predictor = AccuracyPredictor.load(work / "predictor.json")
+    if args.until == "fit":
+        return
     top = work / "top.json"
     if not top.exists():
         log("5/8 search")
@@ -203,16 +221,20 @@ def main() -> None:
         measure = supernet_meter(predictor.target_for(None), work / SUPERNET, work, 1, estimator)
         run_search(settings, table, predictor, top, work / "predictor.json", command="tools/make_defaults.py",
                    log=log, measure=measure)
+    if args.until == "search":
+        return
     log("6/8 verify")
     verify_settings = VerifySettings(finetune_steps=args.finetune_steps, baselines=shipped_baselines(preset.space),
                                      seed=args.seed)
     run_verify(top, work / "verify", verify_settings, lut_path=table_path, log=log)
+    if args.until == "verify":
+        return
     if not (work / "finetune.json").exists():
         log("7/8 calibrate")
         calibration = calibrate(work, [work / "verify" / "verify.json"], work / SUPERNET)
         calibration.save(work / "finetune.json")
         log(f"  {calibration.describe()}")
-    if args.no_install:
+    if args.no_install or args.until == "calibrate":
         return
     log("8/8 install")
     train_cmd = (f"predictnas train --preset {args.preset} --seed {args.seed} --device {args.device}"

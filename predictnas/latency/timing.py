@@ -2,7 +2,7 @@
 
 The table's estimate (module entries summed, then calibrated) is within ±10 % for most subnets, but a
 search that scans millions of candidates and keeps those just under a budget keeps, among them, the ones
-the table underestimates most: in runs/small12 both 40-ms picks timed 11-13 % above their estimates
+the table underestimates most: in a small-preset run both 40-ms picks timed 11-13 % above their estimates
 while hand-designed models of the same size timed within -13 to +3 %. Timing a few dozen finalists
 takes seconds each and replaces their estimates with measurements, taken with the table's own protocol,
 input and normalization, so they are comparable with it and with what ``verify`` measures.

@@ -2,14 +2,14 @@
 
 The predictor predicts what a subnet scores with the supernet's shared weights, but ``verify`` fine-tunes
 each pick before measuring it, and fine-tuning takes different amounts off different models: on
-runs/small12 400 steps took 9-28 points of WER off, and the predicted WER missed the measured one by 12-27
+a small-preset run 400 steps took 9-28 points of WER off, and the predicted WER missed the measured one by 12-27
 points. A :class:`FinetuneCalibration` maps the shared-weight number to the WER ``verify`` will measure.
 
 Its inputs are one shared-weight metric of the dev set (``source``: what the predictor predicts and
 ``search --rescore`` measures; the evaluations go through the run's store) and architecture descriptors
 computed from the genes (:data:`DESCRIPTORS`): fine-tuning helps models with more compute and with conv
 modules more, which the shared weights do not show. Measured on the 25 models verified with lexicon
-decoding on runs/lex13 (leave-one-out |error| median, max, in points): dev CER alone 6.9, 19.8; dev WER
+decoding on a small-preset run (leave-one-out |error| median, max, in points): dev CER alone 6.9, 19.8; dev WER
 alone 3.8, 11.8; WER and log10 params 1.9, 9.6; WER and log10 FLOPs 2.0, 7.3; **WER, log10 FLOPs and the
 share of blocks with a conv module 1.2, 7.3** (the default). A search exploits whatever the inputs reward:
 with log10 params, the 40-ms search picked models of 7 and 8 blocks whose parameters sat in feed-forward

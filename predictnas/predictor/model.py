@@ -24,7 +24,7 @@ from .features import FeatureSpec
 FORMAT = "predictnas-predictor/1"
 DEFAULT_TARGET = "wer/all"
 # Small data (hundreds of rows): shallow trees, shrinkage and subsampling, as NASLib's XGBoost setup. A
-# learning rate of 0.1 ranks held-out subnets as 0.05 did (runs/small12, 300 subnets, 3 seeds of 5-fold
+# learning rate of 0.1 ranks held-out subnets as 0.05 did (a small-preset run, 300 subnets, 3 seeds of 5-fold
 # CV, Kendall tau: WER 0.756 vs 0.755, CER 0.847 vs 0.849, intent error 0.873 vs 0.880) with about half
 # the trees in those folds, and a search predicts millions of rows with them.
 XGB_PARAMS = {"objective": "reg:squarederror", "eta": 0.1, "max_depth": 4, "min_child_weight": 2,
@@ -41,7 +41,7 @@ def choose_rounds(x: np.ndarray, y: np.ndarray, params: dict | None = None, fold
     A few hundred noisy rows support far fewer trees than a fixed large budget, and near its minimum the
     held-out error is flat: the best round itself is a noisy pick, anywhere between about 30 and 700.
     Fewer trees both overfit less and predict faster, and the search scores millions of rows with them.
-    On runs/small12 (300 subnets, 3 seeds of 5-fold CV) the rule kept 37 trees for WER instead of 184 at
+    On a small-preset run (300 subnets, 3 seeds of 5-fold CV) the rule kept 37 trees for WER instead of 184 at
     Kendall tau 0.752 instead of 0.756 (CER 56 instead of 256 trees, 0.844 vs 0.847; intent error 61
     instead of 278, 0.871 vs 0.873).
     """

@@ -13,7 +13,8 @@ it. With a ``centre`` (the largest), every other row comes from a second pool, t
 of its genes redrawn (the share uniform over [0, 1] across the pool), taken in random order: stratified
 by depth, width and cost, it would keep only the rows far from the centre, where those strata are. These
 are the subnets the supernet trains (see :func:`predictnas.train.near_largest`), and they span the accuracy
-range, where the uniform rows sat at 91-105 % WER (runs/small11) and gave the predictor nothing to rank.
+range, where the uniform rows sat at 91-105 % WER (a small-preset sample drawn uniformly) and gave the
+predictor nothing to rank.
 """
 
 from __future__ import annotations

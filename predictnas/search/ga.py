@@ -31,7 +31,7 @@ class GeneticAlgorithm(Algorithm):
     and search around the best (iterated local search), a fresh start explores another basin, and the
     archive and the seen keys persist, so nothing found is lost and nothing is scored twice.
 
-    Measured (predictor of runs/small9, 40 ms, 60-s searches, seeds 0 and 1): top-1 predicted WER 69.71
+    Measured (predictor of an earlier small-preset run, 40 ms, 60-s searches, seeds 0 and 1): top-1 predicted WER 69.71
     and 72.96 % with restarts alone; 67.33 and 66.87 % with the climbs of the population's best; 66.66 %
     for both seeds with 64 kicked climbs and restarts after 15 stalled generations (the defaults).
 
