@@ -177,7 +177,7 @@ def eval_command(arch_path: Path, run_dir: Path, supernet_path: Path | None, spl
     if environment is not None:
         store = store.filter_environment(environment)
     batches = epoch_batches(store, supernet.metadata["intents"], batch_seconds=120.0)
-    decoder = GreedyDecoder() if greedy else decoder_for(supernet)
+    decoder = GreedyDecoder() if greedy else decoder_for(supernet, not no_progress)
     result = evaluate(bind(supernet, arch), batches, CharTokenizer(), decoder)
     if as_json:
         click.echo(json.dumps({"arch_id": arch.arch_id, "split": split, "decoding": decoder.spec(), **result.to_dict()},

@@ -178,10 +178,10 @@ def corpus_of(description: dict, sample_rate: int | None, progress: bool = True)
     return build_corpus(default_corpus_root(), recipe, progress=progress)
 
 
-def decoder_for(supernet: Supernet) -> Decoder:
+def decoder_for(supernet: Supernet, progress: bool = True) -> Decoder:
     """The decoder every stage scores this supernet's models with: lexicon beam search over the words of
     its training transcripts (see :mod:`predictnas.decoding`)."""
-    return LexiconDecoder(lexicon_of(u.text for u in utterances_of(supernet, "train")))
+    return LexiconDecoder(lexicon_of(u.text for u in utterances_of(supernet, "train", progress)))
 
 
 def supernet_file(run_dir: str | Path | None = None, path: str | Path | None = None) -> Path:

@@ -289,7 +289,7 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
                               f"{supernet_fingerprint(supernet_path)}, top.json records {recorded})")
     table = LatencyTable.load(lut_path or find_table(settings.device, bundle.space.name))
     warnings = check_hardware(bundle, table, settings)
-    decoder = decoder_for(supernet)
+    decoder = decoder_for(supernet, progress)
     if not same_decoding(bundle.model.get("decoder"), decoder.spec()):
         warnings.append(f"decoding mismatch: top.json's WERs were predicted for {describe(bundle.model.get('decoder'))}; "
                         f"verify measures with the supernet's, {describe(decoder.spec())}")

@@ -226,7 +226,9 @@ def calibrate(run_dir: str | Path, verify_paths: list[Path], supernet_path: Path
               progress: bool = True, source: str = DEFAULT_SOURCE,
               descriptors: tuple[str, ...] = DEFAULT_DESCRIPTORS) -> FinetuneCalibration:
     """Fit the calibration of ``run_dir``'s supernet on the models of ``verify_paths`` (verify.json files).
-    Each model's shared-weight dev ``source`` comes from the run's store, evaluated now where it is missing."""
+    Each model's shared-weight dev ``source`` comes from the run's store, evaluated now where it is missing.
+    Where the descriptors would make fine-tuned WER fall as shared-weight WER rises, the calibration is
+    fitted on the shared-weight metric alone."""
     from ..experiment import supernet_file
     from ..space import SearchSpace
     from ..supernet import load_supernet
@@ -240,5 +242,11 @@ def calibrate(run_dir: str | Path, verify_paths: list[Path], supernet_path: Path
     space = SearchSpace(load_supernet(supernet_path).space)
     genes = np.stack([space.encode(space.from_json(m["arch"], source=f"{m['verify']}: {m['name']}")) for m in models])
     shared = target_values(evaluate_rows(run_dir, genes, workers, supernet_path, progress=progress), source)
-    return fit_calibration(recipe, models, shared, supernet_fingerprint(supernet_path), source, tuple(descriptors),
-                           descriptor_columns(tuple(descriptors), space, genes) if descriptors else None)
+    fitted = fit_calibration(recipe, models, shared, supernet_fingerprint(supernet_path), source, tuple(descriptors),
+                             descriptor_columns(tuple(descriptors), space, genes) if descriptors else None)
+    if descriptors and fitted.coefficients[0] <= 0:
+        # a subnet worse with the shared weights predicted better after fine-tuning: the descriptors took
+        # over the fit of a few models, and a search would chase them (the largest FLOPs under the budget
+        # at the worst shared-weight WER); the shared-weight metric alone keeps the ranking it measured
+        return fit_calibration(recipe, models, shared, supernet_fingerprint(supernet_path), source, ())
+    return fitted

@@ -85,7 +85,7 @@ def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0,
     """Evaluate the first ``n`` subnets of the covering sample that the store does not hold yet
     (with ``around_largest``, the default, every second one from around the largest; see
     :func:`coverage_sample`)."""
-    space, store, supernet_path = _open_store(run_dir, supernet_path, store_path, {"sample_seed": str(seed)})
+    space, store, supernet_path = _open_store(run_dir, supernet_path, store_path, {"sample_seed": str(seed)}, progress)
     anchors = np.stack([space.encode(largest_arch(space)), space.encode(smallest_arch(space))])
     genes = coverage_sample(space, n, seed, cost=estimator.estimate if estimator is not None else None,
                             anchors=anchors, centre=anchors[0] if around_largest else None)
@@ -113,7 +113,7 @@ def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supe
     The evaluations go into the run's store like ``sample``'s (with proxies), so the next ``fit`` learns
     from them too; rows the store holds already are read back, not evaluated again.
     """
-    space, store, supernet_path = _open_store(run_dir, supernet_path, store_path, {})
+    space, store, supernet_path = _open_store(run_dir, supernet_path, store_path, {}, progress)
     archs = [space.decode(row) for row in np.asarray(genes)]
     latencies = estimator.estimate(genes) if estimator is not None else [None] * len(archs)
     try:
@@ -142,14 +142,15 @@ def supernet_meter(target: str, supernet_path: str | Path, run_dir: str | Path, 
     return measure
 
 
-def _open_store(run_dir, supernet_path, store_path, fingerprint: dict) -> tuple[SearchSpace, SQLiteStore, Path]:
+def _open_store(run_dir, supernet_path, store_path, fingerprint: dict,
+                progress: bool = True) -> tuple[SearchSpace, SQLiteStore, Path]:
     """The run's store, checked against (or stamped with) this supernet, the space and ``fingerprint``."""
     run_dir = Path(run_dir)
     supernet_path = supernet_file(run_dir, supernet_path)
     supernet = load_supernet(supernet_path)
     space = SearchSpace(supernet.space)
     weights = supernet_fingerprint(supernet_path)  # hashes the whole weights file: once
-    decoding = decoder_for(supernet).spec()
+    decoding = decoder_for(supernet, progress).spec()
     store_path = Path(store_path or run_dir / STORE)
     _seed_from_shipped(store_path, supernet_path)
     store = SQLiteStore(store_path, {"supernet": weights,
