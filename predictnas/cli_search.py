@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import data_options, no_progress_option, run_dir_option
+from .cli_options import data_options, no_progress_option
 
 
 @click.command("search")
@@ -204,7 +204,9 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, d
 @click.option("--train", "train_own", is_flag=True,
               help="Train your own supernet (and sample, fit, calibrate) instead of starting from the shipped one.")
 @data_options
-@run_dir_option
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The run directory (default: runs/default from the shipped artifacts, runs/train when training "
+                   "your own, runs/<preset> for another preset).")
 @click.option("--n", "subnets", type=click.IntRange(min=10), default=300, show_default=True, help="Subnets to evaluate.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--search-seconds", type=click.FloatRange(min=0.1), default=60.0, show_default=True)
@@ -240,6 +242,8 @@ def run_command(budget: str, preset: str, train_own: bool, train_data: Path | No
                        resample=resample) if user_data else None
     shipped = (not train_own and data is None and get_preset(preset).space == pretrained.DEFAULT
                and pretrained.artifact("finetune") is not None)
+    if run_dir is None:  # one run directory per kind of run: their files must not mix
+        run_dir = Path("runs") / ("default" if shipped else "train" if preset == "small" else preset)
     settings = PipelineSettings(budget=budget, preset=preset, subnets=subnets, workers=workers,
                                 search_seconds=search_seconds, rescore=rescore, top_k=top_k, verify=not no_verify,
                                 finetune_steps=finetune_steps, baselines=not no_baselines, lut=lut_path,

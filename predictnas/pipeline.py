@@ -53,6 +53,7 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
     """Run every stage into ``run_dir``; returns the final top.json (``calibrated/top.json`` after a calibration).
     With ``settings.pretrained``, the shipped artifacts replace training, sampling, fitting and calibrating."""
     from . import pretrained
+    from .bundle import Bundle
     from .errors import PredictnasError
     from .experiment import get_preset, train_supernet
     from .latency.build import BuildSettings, table_for_this_machine
@@ -108,6 +109,10 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
 
     def search(top: Path, n: int, what: str, finetune=None) -> None:
         if top.exists():
+            searched = Bundle.load(top).model["supernet"].get("hash")
+            if searched != (predictor.supernet or {}).get("hash"):
+                raise PredictnasError(f"{top} was searched with another supernet than this run's; use another "
+                                      "--run-dir, or delete it to search again")
             step(n, f"search: {top} exists, kept (delete it to search again)")
             return
         step(n, f"searching under {budget_ms:g} ms for {settings.search_seconds:g} s{what}")

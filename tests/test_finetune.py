@@ -9,12 +9,12 @@ import pytest
 from predictnas.errors import PredictnasError
 from predictnas.complexity import flops, param_counts
 from predictnas.predictor.finetune import (DEFAULT_DESCRIPTORS, FLOPS_FRAMES, FinetuneCalibration, descriptor_columns,
-                                           fit_calibration, verified_models)
+                                           fit_calibration, fit_monotone_calibration, verified_models)
 from predictnas.space import get_space
 
 RECIPE = {"finetune_steps": 400, "from_scratch": False, "peak_lr": 1e-3, "batch_seconds": 40.0, "split": "test",
           "seed": 0}
-# shared-weight dev WER, parameters and fine-tuned WER of six models verified on runs/lex13 (lexicon decoding)
+# shared-weight dev WER, parameters and fine-tuned WER of six models verified on a small-preset run (lexicon decoding)
 SHARED = np.array([0.923, 0.857, 0.707, 0.481, 0.838, 0.372])
 PARAMS = np.array([361_093, 1_208_277, 3_767_197, 3_770_293, 758_989, 6_886_517])
 FINETUNED = [0.753, 0.583, 0.411, 0.284, 0.634, 0.243]
@@ -127,3 +127,19 @@ def test_too_few_or_too_alike_models_are_refused():
         fit_calibration(RECIPE, rows(FINETUNED), SHARED, "abc", source="intent_error/all")
     with pytest.raises(PredictnasError, match="descriptors depth: each at most once"):
         fit_calibration(RECIPE, rows(FINETUNED), SHARED, "abc", descriptors=("depth",), described=described)
+
+
+def test_descriptors_that_turn_the_weight_of_shared_weight_wer_negative_are_dropped():
+    """The 6 models verified for the shipped calibration: with log10 FLOPs and conv share, the least-squares
+    weight of shared-weight WER comes out negative; the calibration then stands on shared-weight WER alone."""
+    shared = np.array([0.6136, 0.6142, 0.6175, 0.3819, 0.6916, 0.8352])
+    described = np.array([[8.5925, 0.714], [8.5967, 1.0], [8.6263, 1.0], [9.0349, 1.0], [8.4941, 1.0], [8.1041, 1.0]])
+    finetuned = [0.3831, 0.3620, 0.3640, 0.2305, 0.3873, 0.5403]
+    free = fit_calibration(RECIPE, rows(finetuned), shared, "abc", descriptors=DEFAULT_DESCRIPTORS, described=described)
+    assert free.coefficients[0] < 0
+    monotone = fit_monotone_calibration(RECIPE, rows(finetuned), shared, "abc", descriptors=DEFAULT_DESCRIPTORS,
+                                        described=described)
+    assert monotone.inputs == ("wer/all",) and monotone.coefficients[0] > 0
+    kept = fit_monotone_calibration(RECIPE, rows(FINETUNED), SHARED, "abc", descriptors=("log10_params",),
+                                    described=np.log10(PARAMS)[:, None])
+    assert kept.inputs == ("wer/all", "log10_params")
