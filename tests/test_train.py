@@ -228,3 +228,29 @@ def test_in_a_sandwich_step_the_depthwise_front_end_learns_from_matching_alone(s
     frontend_match_loss(net.frontend(features, smallest, lengths)[0], *target).backward()
     for name, grad in zip(names, from_the_step):
         assert torch.allclose(grad, net.shared[name].grad, atol=1e-6), name
+
+
+def test_user_data_has_a_test_split_and_unlabelled_environments_count_under_all_only(env, trained, tmp_path):
+    """--test-data beside --train-data/--dev-data: eval --split test scores the user's held-out speakers;
+    utterances without an environment are reported under "all" only; a supernet trained without a test
+    set says how to give one."""
+    corpus = Path(load_supernet(trained / "supernet.pt").metadata["data"]["path"])
+    held_out = tmp_path / "held_out.jsonl"
+    rows = [json.loads(line) for line in (corpus / "test.jsonl").read_text().splitlines()][:40]
+    held_out.write_text("".join(json.dumps({"audio_filepath": str(corpus / r["audio_filepath"]), "text": r["text"],
+                                            "duration": r["duration"], "intent": r["intent"]}) + "\n" for r in rows))
+    args = ("train", "--preset", "tiny", "--train-data", corpus / "train.jsonl", "--dev-data", corpus / "dev.jsonl",
+            "--steps", 2, "--no-progress")
+    assert run(env, *args, "--run-dir", tmp_path / "with", "--test-data", held_out).returncode == 0
+    assert run(env, *args, "--run-dir", tmp_path / "without").returncode == 0
+    arch = tmp_path / "arch.json"
+    arch.write_text(get_space("speech-tiny").covering()[1].to_json())
+    result = run(env, "eval", arch, "--run-dir", tmp_path / "with", "--split", "test", "--json", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["wer"]) == {"all"} and report["utterances"]["all"] == 40
+    one_error_line(run(env, "eval", arch, "--run-dir", tmp_path / "without", "--split", "test"), "--test-data")
+    given = run(env, "eval", arch, "--run-dir", tmp_path / "without", "--split", "test", "--test-data", held_out,
+                "--json", "--no-progress")
+    assert given.returncode == 0, given.stderr
+    assert json.loads(given.stdout)["utterances"]["all"] == 40
