@@ -10,9 +10,10 @@ from .rows import concat_rows, take_rows
 
 
 class Archive:
-    """The ``top_k`` feasible rows by reward with one row per distinct predicted WER (the best), and the
-    Pareto front of every feasible row scored, with one row per distinct point of it (the first scored):
-    rows of equal objectives add nothing to a front, nor slower rows of equal WER to a choice of models.
+    """The ``top_k`` feasible rows, the best row of each distinct predicted WER first (by reward), then the
+    others; and the Pareto front of every feasible row scored, with one row per distinct point of it (the
+    first scored): rows of equal objectives add nothing to a front, nor slower rows of equal WER to a
+    choice of models, unless distinct ones run out.
 
     Fed only feasible, distinct rows (the algorithms dedup before scoring), so both are distinct. The
     front is exact: the front of a union is the front of (old front + new rows), and rows the old front
@@ -43,11 +44,13 @@ class Archive:
             scores = Scores.concat([self.scores, scores])
             reward = np.concatenate([self.reward, reward])
         order = np.argsort(-reward, kind="stable")
-        # one row per predicted WER, the best by reward: the others are slower at the same predicted WER,
-        # mostly twins that differ in genes the predictor does not read (a conv module's placement moves
-        # the table's latency by microseconds), and would fill the top with variants of one model
+        # the best row of each predicted WER first: the others are slower at the same predicted WER, mostly
+        # twins that differ in genes the predictor does not read (a conv module's placement moves the
+        # table's latency by microseconds), and would fill the top with variants of one model
         _, first = np.unique(np.asarray(scores.wer, dtype=np.float64)[order], return_index=True)
-        order = order[np.sort(first)][:self.top_k]
+        first = np.sort(first)
+        slower = np.setdiff1d(np.arange(len(order)), first)  # kept behind, for when distinct WERs run out
+        order = order[np.concatenate([first, slower])][:self.top_k]
         self.genes, self.scores, self.reward = take_rows(genes, order), scores.take(order), reward[order]
 
     def _update_front(self, genes: np.ndarray, scores: Scores, objectives: np.ndarray) -> None:
