@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/default"),
-                              show_default=True, help="The experiment's run directory.")
+run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+                              default=Path("runs/default"), show_default=True, help="The experiment's run directory.")
 no_progress_option = click.option("--no-progress", is_flag=True, help="No progress bars.")
 
 

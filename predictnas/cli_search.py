@@ -147,7 +147,8 @@ def search_inputs(run_dir: Path, predictor_path: Path | None, calibration_path: 
 @click.option("--production-sample-rate", type=click.IntRange(min=1000), default=None,
               help="Sample rate of the production audio; if it differs from the model's, WER is also measured on "
                    "test audio captured at that rate.")
-@click.option("--baselines", is_flag=True, help="Also train and measure the hand-crafted Conformers shipped for the space.")
+@click.option("--baselines", is_flag=True,
+              help="Also train and measure the hand-crafted Conformers shipped for the space.")
 @click.option("--baseline", "baseline_paths", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               metavar="ARCH.json", help="A hand-crafted model of your own to compare (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -181,15 +182,16 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, d
 
     if protocols not in PROTOCOLS:
         raise PredictnasError(f"unknown protocol {protocols!r}; choose from {', '.join(PROTOCOLS)}")
-    shipped = shipped_baselines(Bundle.load(bundle_path).space.name) if baselines else ()
+    space_name = Bundle.load(bundle_path).space.name
+    shipped = shipped_baselines(space_name) if baselines else ()
     if baselines and not shipped:
-        click.echo(f"note: no hand-crafted baselines are shipped for space {Bundle.load(bundle_path).space.name}; "
+        click.echo(f"note: no hand-crafted baselines are shipped for space {space_name}; "
                    "pass your own with --baseline ARCH.json", err=True)
     settings = VerifySettings(finetune_steps=finetune_steps, from_scratch=from_scratch, device=device_name,
                               production_sample_rate=production_sample_rate,
                               baselines=shipped + tuple(map(str, baseline_paths)),
-                              allow_hardware_gap=allow_hardware_gap, test_data=str(test_data.resolve()) if test_data else None,
-                              protocols=protocols, latency_repeats=latency_repeats, picks=picks)
+                              allow_hardware_gap=allow_hardware_gap,
+                              test_data=str(test_data.resolve()) if test_data else None, protocols=protocols, latency_repeats=latency_repeats, picks=picks)
     out_dir = out_dir or bundle_path.parent / "verify"
     verification = run_verify(bundle_path, out_dir, settings, supernet_path, lut_path, progress=not no_progress,
                               log=lambda m: click.echo(m, err=True))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .data.corpus import SPLITS, CorpusRecipe, build_corpus, default_corpus_root, get_recipe, load_corpus_info
+from .data.corpus import CORPUS_INFO, SPLITS, CorpusRecipe, build_corpus, default_corpus_root, get_recipe, load_corpus_info
 from .data.dataset import FeatureStore, cache_key, epoch_batches
 from .data.features import FeatureConfig, SpecAugment
 from .data.manifest import Utterance, load_dataset
@@ -166,7 +166,7 @@ def corpus_of(description: dict, sample_rate: int | None, progress: bool = True)
     synthesized there again from its recipe (deterministic from the recipe's seed)."""
     where = Path(description["path"])
     for path in (where, default_corpus_root() / where.name):
-        if (path / "corpus.json").exists():
+        if (path / CORPUS_INFO).exists():
             return load_corpus_info(path)
     if "recipe" in description:
         recipe = CorpusRecipe.from_dict(description["recipe"])

@@ -273,9 +273,8 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
                lut_path: Path | None = None, progress: bool = True, log=print) -> dict:
     """Verify every model of the bundle into ``out``; returns the verify.json content (also written)."""
     from .latency.table import find_table
-    from .report import write_report
-
     from .predictor.runner import supernet_fingerprint
+    from .report import write_report
 
     bundle = Bundle.load(bundle_path)
     out = Path(out)
@@ -284,9 +283,9 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
     if supernet.space != bundle.space:
         raise PredictnasError(f"{supernet_path}: its search space differs from the one top.json was searched in")
     recorded = bundle.model["supernet"].get("hash")
-    if recorded and supernet_fingerprint(supernet_path) != recorded:
-        raise PredictnasError(f"{supernet_path}: not the supernet top.json was searched with (hash "
-                              f"{supernet_fingerprint(supernet_path)}, top.json records {recorded})")
+    if recorded and (weights := supernet_fingerprint(supernet_path)) != recorded:
+        raise PredictnasError(f"{supernet_path}: not the supernet top.json was searched with (hash {weights}, "
+                              f"top.json records {recorded})")
     table = LatencyTable.load(lut_path or find_table(settings.device, bundle.space.name))
     warnings = check_hardware(bundle, table, settings)
     decoder = decoder_for(supernet, progress)

@@ -20,7 +20,8 @@ Stages, each resumable (kill it and run it again) and skipped when its output ex
 The latency table is this machine's: the shipped one with its fingerprint (``--rebuild-table`` measures
 it again in place first), else one measured into the user cache. Tables of other machine classes are
 measured there with ``predictnas build-lut --device cpu --out predictnas/pretrained/lut/<id>.json``, then
-``--manifest-only`` records them. Run it with ``PREDICTNAS_CACHE`` pointing at a folder with room for the corpus (about 1 GB).
+``--manifest-only`` records them. Run it with ``PREDICTNAS_CACHE`` pointing at a folder with room for the
+corpus (about 1 GB).
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def half_precision(trained: Path, out: Path) -> None:
         raise PredictnasError("the shipped supernet must be trained on the embedded corpus")
     recipe = get_recipe(supernet.metadata["preset"], sample_rate=supernet.metadata["sample_rate"])
     if recipe.recipe_hash != data["recipe_hash"]:
-        raise PredictnasError(f"{trained}: trained on corpus {data['recipe_hash']}, the preset's is {recipe.recipe_hash}")
+        raise PredictnasError(f"{trained}: trained on corpus {data['recipe_hash']}, the preset's is "
+                              f"{recipe.recipe_hash}")
     data.update(path=recipe.dirname, recipe=recipe.to_dict())  # found in (or synthesized into) the user cache
     supernet.metadata = {**supernet.metadata, "data": data}
     with torch.no_grad():
@@ -169,7 +171,8 @@ def main() -> None:
     parser.add_argument("--rebuild-table", action="store_true",
                         help="Measure this machine's shipped latency table again first (7-18 min on 2 cores).")
     parser.add_argument("--manifest-only", action="store_true",
-                        help="Only rewrite manifest.json over the files shipped now (after adding a table or baseline).")
+                        help="Only rewrite manifest.json over the files shipped now (after adding a table or "
+                             "baseline).")
     args = parser.parse_args()
     if args.manifest_only:
         write_manifest({})

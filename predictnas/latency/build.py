@@ -40,7 +40,8 @@ from .table import Entry, LatencyTable, default_table_path, exact_table
 
 # The space spans about 60x in latency, so no length gives exactly 5-150 ms. At 24 s (2401 feature frames,
 # 601 encoder frames) the slowest subnet stays near 150 ms (136 ms measured) and the fastest takes 2.2 ms
-# on the 2-core CI machine with one thread (4 s gave 0.35-20 ms); predictnas/pretrained/lut/README.md has the measurements.
+# on the 2-core CI machine with one thread (4 s gave 0.35-20 ms); predictnas/pretrained/lut/README.md has
+# the measurements.
 DEFAULT_INPUT_SECONDS = 24.0
 PARTIAL_FORMAT = "predictnas-latency-table-partial"
 SAVE_EVERY_S, SAVE_EVERY_ITEMS = 5.0, 5

@@ -13,7 +13,6 @@ dev, the same size): the ``repeat`` protocol, from which ``fit`` measures the no
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -59,11 +58,9 @@ class SampleSummary:
 
 
 def supernet_fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+    from ..pretrained import sha256_of
+
+    return sha256_of(Path(path))[:16]
 
 
 def supernet_info(supernet, path: Path, fingerprint: str) -> dict:
@@ -154,9 +151,9 @@ def _open_store(run_dir, supernet_path, store_path, fingerprint: dict,
     store_path = Path(store_path or run_dir / STORE)
     _seed_from_shipped(store_path, supernet_path)
     store = SQLiteStore(store_path, {"supernet": weights,
-                                                         "space": json.dumps(space.config.to_dict(), sort_keys=True),
-                                                         "decoder": json.dumps(decoding, sort_keys=True),
-                                                         **fingerprint},
+                                     "space": json.dumps(space.config.to_dict(), sort_keys=True),
+                                     "decoder": json.dumps(decoding, sort_keys=True),
+                                     **fingerprint},
                         info={**supernet_info(supernet, supernet_path, weights), "decoder": decoding})
     return space, store, supernet_path
 
