@@ -16,7 +16,7 @@ from . import __version__
 from .complexity import param_counts, param_range
 from .errors import PredictnasError
 from .io import read_json
-from .cli_options import data_options, no_progress_option, run_dir_option
+from .cli_options import TRAINING_PRESETS, data_options, no_progress_option, run_dir_option
 from .space import BLOCK_FIELDS, DEFAULT_SPACE, GLOBAL_FIELDS, SPACES, Arch, SearchSpace, get_space
 
 
@@ -124,8 +124,8 @@ def corpus_command(preset: str, sample_rate: int, seed: int | None, root: Path |
 
 
 @main.command("train")
-@click.option("--preset", type=click.Choice(["tiny", "small"]), default="small", show_default=True,
-              help="Corpus, search space and training recipe.")
+@click.option("--preset", type=click.Choice(TRAINING_PRESETS), default="small", show_default=True,
+              help="Corpus, search space and training recipe (long: the shipped supernet's, about 2 h).")
 @run_dir_option
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Override the preset's number of steps.")
 @click.option("--seed", type=int, default=None, help="Override the preset's training seed.")

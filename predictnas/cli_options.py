@@ -6,6 +6,9 @@ from pathlib import Path
 
 import click
 
+# The names of experiment.PRESETS, here so the CLI starts without importing torch (a test keeps them equal)
+TRAINING_PRESETS = ("tiny", "small", "long")
+
 run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
                               default=Path("runs/default"), show_default=True, help="The experiment's run directory.")
 no_progress_option = click.option("--no-progress", is_flag=True, help="No progress bars.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import data_options, no_progress_option
+from .cli_options import TRAINING_PRESETS, data_options, no_progress_option
 
 
 @click.command("search")
@@ -143,6 +143,9 @@ def search_inputs(run_dir: Path, predictor_path: Path | None, calibration_path: 
 @click.option("--finetune-steps", type=click.IntRange(min=0), default=400, show_default=True,
               help="Training steps per model (fine-tuning from supernet weights, or from scratch).")
 @click.option("--from-scratch", is_flag=True, help="Train each model from random weights instead of fine-tuning.")
+@click.option("--baselines-from-scratch", is_flag=True,
+              help="Train the baselines from random weights (as you would a hand-crafted model) and the picks "
+                   "from the supernet's, for the same number of steps.")
 @click.option("--device", "device_name", default="cpu", show_default=True, help="cpu or cpu-int8 (with :N threads).")
 @click.option("--production-sample-rate", type=click.IntRange(min=1000), default=None,
               help="Sample rate of the production audio; if it differs from the model's, WER is also measured on "
@@ -166,7 +169,8 @@ def search_inputs(run_dir: Path, predictor_path: Path | None, calibration_path: 
 @click.option("--picks", type=click.IntRange(min=1), default=None,
               help="Verify only the first N picks of TOP.json (default: all); --picks 1 for a first look.")
 @no_progress_option
-def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, device_name: str,
+def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, baselines_from_scratch: bool,
+                   device_name: str,
                    production_sample_rate: int | None, baselines: bool, baseline_paths: tuple[Path, ...], out_dir: Path | None, supernet_path: Path | None,
                    lut_path: Path | None, allow_hardware_gap: bool, test_data: Path | None, protocols: str,
                    latency_repeats: int, picks: int | None, no_progress: bool) -> None:
@@ -187,7 +191,8 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, d
     if baselines and not shipped:
         click.echo(f"note: no hand-crafted baselines are shipped for space {space_name}; "
                    "pass your own with --baseline ARCH.json", err=True)
-    settings = VerifySettings(finetune_steps=finetune_steps, from_scratch=from_scratch, device=device_name,
+    settings = VerifySettings(finetune_steps=finetune_steps, from_scratch=from_scratch,
+                              baselines_from_scratch=baselines_from_scratch, device=device_name,
                               production_sample_rate=production_sample_rate,
                               baselines=shipped + tuple(map(str, baseline_paths)),
                               allow_hardware_gap=allow_hardware_gap,
@@ -201,7 +206,7 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, d
 
 @click.command("run")
 @click.option("--budget", default="40ms", show_default=True, help="Latency budget of the search.")
-@click.option("--preset", type=click.Choice(["tiny", "small"]), default="small", show_default=True,
+@click.option("--preset", type=click.Choice(TRAINING_PRESETS), default="small", show_default=True,
               help="tiny: a smoke run in minutes (trains its own); small: the default space and corpus.")
 @click.option("--train", "train_own", is_flag=True,
               help="Train your own supernet (and sample, fit, calibrate) instead of starting from the shipped one.")

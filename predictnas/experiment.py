@@ -9,8 +9,10 @@ metadata carries what running its subnets needs (feature config, sample rate, in
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -22,7 +24,8 @@ from .decoding import Decoder, LexiconDecoder, lexicon_of
 from .errors import PredictnasError
 from .space import SPACES
 from .supernet import Supernet, load_supernet
-from .train import SUPERNET, Trainer, TrainConfig, training_device
+from .supernet.subnet import output_lengths
+from .train import SUPERNET, Trainer, TrainConfig, ctc_infeasible, training_device
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,17 @@ PRESETS = {
                                       largest_only_steps=700, full_size_steps=1700, distill_ramp_steps=300,
                                       spec_augment_from=1700, frontend_match_weight=1.0,
                                       random_subnets=1, precision="auto", dropout=0.0)),
+    # The shipped supernet's recipe: the small recipe for about 2 hours on 2 CPU cores (AVX512-BF16), most
+    # of it in the sandwich. The largest leaves the blank-only plateau within 500 steps alone, so the first
+    # phases stay short; the long third phase is where the smallest and the random subnets learn (in the
+    # small recipe their losses were still falling when its cosine schedule ran out). Snapshots every
+    # 1,000 steps give the WER-against-compute curve (tools/train_curve.py).
+    "long": Preset("long", corpus="small", space="speech-v1",
+                   train=TrainConfig(steps=8000, batch_seconds=40.0, peak_lr=1e-3, warmup_steps=150,
+                                     largest_only_steps=800, full_size_steps=2000, distill_ramp_steps=500,
+                                     spec_augment_from=2000, frontend_match_weight=1.0,
+                                     random_subnets=1, precision="auto", dropout=0.0,
+                                     snapshot_every_steps=1000)),
 }
 DEFAULT_PRESET = "small"
 
@@ -108,7 +122,8 @@ def feature_cache_dir(description: dict, run_dir: Path) -> Path:
 
 
 def train_supernet(run_dir: str | Path, preset: Preset, sources: DataSources, steps: int | None = None,
-                   seed: int | None = None, progress: bool = True, device: str = "cpu") -> Supernet:
+                   seed: int | None = None, progress: bool = True, device: str = "cpu",
+                   log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> Supernet:
     """Train (or resume training) the supernet of ``preset`` in ``run_dir`` on ``device`` (cpu, cuda or
     auto); returns the trained supernet, on the CPU."""
     run_dir, device = Path(run_dir), training_device(device)  # refuse an unusable device before any work
@@ -117,6 +132,12 @@ def train_supernet(run_dir: str | Path, preset: Preset, sources: DataSources, st
     features = FeatureConfig(sample_rate=sources.sample_rate)
     cache = feature_cache_dir(description, run_dir)
     train = FeatureStore.build(splits["train"], features, cache, resample=sources.resample, progress=progress)
+    infeasible = ctc_infeasible(torch.tensor([f.shape[0] for f in train.features]), train.targets)
+    if infeasible.any():
+        log(f"warning: {int(infeasible.sum())} of {len(train)} training utterances are too short for their "
+            f"transcripts at the model's {int(output_lengths(torch.tensor(round(features.frames_per_second))))} "
+            "output frames per second "
+            "(CTC needs a frame per character, and a blank between doubled ones); they teach nothing")
     intents = description.get("intents") or sorted({u.intent for u in splits["train"] if u.intent})
     space = dataclasses.replace(SPACES[preset.space], n_mels=features.n_mels, n_intents=max(1, len(intents)))
     metadata = {"preset": preset.name, "features": features.to_dict(), "sample_rate": features.sample_rate,

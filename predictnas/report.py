@@ -83,6 +83,8 @@ def markdown(v: dict) -> str:
     lines = ["# predictnas verify report", ""]
     settings = v["settings"]
     mode = "from scratch" if settings["from_scratch"] else "fine-tuned from supernet weights"
+    if settings.get("baselines_from_scratch") and not settings["from_scratch"]:
+        mode = "NAS picks fine-tuned from supernet weights, baselines from scratch"
     budget = "-" if v.get("budget_ms") is None else f"{v['budget_ms']:g} ms"
     lines.append(f"Device `{v['device']['id']}`, {settings['finetune_steps']} training steps per model ({mode}), "
                  f"{settings['split']} split (unseen voices). Latency budget: {budget}. Predicted WER: "

@@ -45,10 +45,11 @@ from .errors import PredictnasError, one_line
 from .io import atomic_path, write_json
 from .space import NO_CONV, Arch, Block, SearchSpace
 from .supernet import Supernet, SubnetOutput, save_supernet
-from .supernet.subnet import MODEL_VERSION, frame_mask
+from .supernet.subnet import MODEL_VERSION, frame_mask, output_lengths
 from .supernet.supernet import check_model_version
 
 CHECKPOINT = "train_checkpoint.pt"
+SNAPSHOTS = "snapshots"  # snapshots/step-<N>.pt: the weights after N steps, in the artifact's format
 SUBNET_DRAWS = {"near_largest": None, "uniform": 1.0}  # the share of the largest's choices redrawn
 SUPERNET = "supernet.pt"
 
@@ -79,6 +80,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_minutes: float = 3.0
     checkpoint_every_steps: int = 0  # 0: by time only; tests use steps to make the kill point exact
+    snapshot_every_steps: int = 0  # > 0: keep the weights every that many steps (for WER against compute)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -233,6 +235,15 @@ def frontend_match_loss(output: Tensor, target: Tensor, target_lengths: Tensor) 
     return error / (target ** 2 * mask).sum().clamp_min(1e-6)
 
 
+def ctc_infeasible(feature_lengths: Tensor, targets: Sequence[Tensor]) -> Tensor:
+    """Which utterances no CTC alignment fits: fewer output frames than labels plus one blank between each
+    pair of equal neighbours. Their loss is zeroed (``zero_infinity``), so they teach nothing; fast speech
+    or long transcripts in a user's data are the usual cause."""
+    frames = output_lengths(feature_lengths)
+    needed = torch.tensor([t.numel() + int((t[1:] == t[:-1]).sum()) for t in targets])
+    return needed > frames
+
+
 @dataclass
 class TrainState:
     step: int
@@ -358,6 +369,8 @@ class Trainer:
             if by_steps or by_time:
                 self._save_checkpoint(state)
                 last_save = time.monotonic()
+            if self.config.snapshot_every_steps and state.step % self.config.snapshot_every_steps == 0:
+                self.save(self.net, self.run_dir / SNAPSHOTS / f"step-{state.step:06d}.pt")
         bar.close()
         self._save_checkpoint(state)
         self.net.to("cpu")

@@ -48,14 +48,17 @@ from .train import SingleModelObjective, Trainer, TrainConfig
 RESULT = "result.json"
 CLAIM = "claim.json"  # the architecture and settings a model folder's work belongs to
 # settings that change a model's weights or measurements: a folder's work is resumed only under the same ones
-RECIPE_FIELDS = ("finetune_steps", "from_scratch", "peak_lr", "batch_seconds", "device", "production_sample_rate",
-                 "split", "test_data", "protocols", "seed")
+RECIPE_FIELDS = ("finetune_steps", "from_scratch", "baselines_from_scratch", "peak_lr", "batch_seconds", "device",
+                 "production_sample_rate", "split", "test_data", "protocols", "seed")
 
 
 @dataclass(frozen=True)
 class VerifySettings:
     finetune_steps: int = 400
     from_scratch: bool = False
+    # the baselines from random weights, as a user would train a hand-crafted model, while the picks are
+    # fine-tuned from the shared weights (or trained from scratch too, with from_scratch): the same steps
+    baselines_from_scratch: bool = False
     peak_lr: float = 1e-3  # fine-tuning; from scratch uses the supernet recipe's
     batch_seconds: float = 40.0
     device: str = "cpu"
@@ -74,8 +77,11 @@ class VerifySettings:
     def recipe(self) -> dict:
         return {k: getattr(self, k) for k in RECIPE_FIELDS}
 
-    def train_config(self) -> TrainConfig:
-        if self.from_scratch:
+    def trains_from_scratch(self, model: "Model") -> bool:
+        return self.from_scratch or (self.baselines_from_scratch and model.kind == "baseline")
+
+    def train_config(self, from_scratch: bool) -> TrainConfig:
+        if from_scratch:
             return TrainConfig(steps=self.finetune_steps, batch_seconds=self.batch_seconds, peak_lr=1e-3,
                                warmup_steps=min(150, self.finetune_steps // 10 + 1), seed=self.seed)
         return TrainConfig(steps=self.finetune_steps, batch_seconds=self.batch_seconds, peak_lr=self.peak_lr,
@@ -133,7 +139,9 @@ def check_recipes(models: list[Model], out: Path, settings: VerifySettings) -> N
         if claim.get("arch_id") != model.arch.arch_id:
             continue  # nothing of this model to resume: the folder is new, or another model's (replaced)
         before = claim.get("recipe", {})
-        changed = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in settings.recipe().items() if before.get(k) != v]
+        defaults = VerifySettings().recipe()  # fields added since the folder was claimed had their default
+        changed = [f"{k} {before.get(k, defaults[k])!r} -> {v!r}" for k, v in settings.recipe().items()
+                   if before.get(k, defaults[k]) != v]
         if changed:
             raise PredictnasError(f"{out / model.name} was verified with other settings ({', '.join(changed)}); "
                                   f"verify into another --out, or delete it")
@@ -169,7 +177,9 @@ def verify_model(model: Model, supernet, table: LatencyTable, estimator: Latency
         return earlier
     space = supernet.space
     started = time.perf_counter()
-    subnet = _trained(model.arch, supernet, settings, work / "train", progress, run_dir)
+    from_scratch = settings.trains_from_scratch(model)
+    subnet = _trained(model.arch, supernet, settings.train_config(from_scratch), from_scratch, settings.seed,
+                      work / "train", progress, run_dir)
     train_seconds = time.perf_counter() - started
 
     fp32 = export_onnx(subnet.eval(), work / "model.onnx")
@@ -193,7 +203,7 @@ def verify_model(model: Model, supernet, table: LatencyTable, estimator: Latency
                      "device": device.device_id, **measured.to_dict()},
         "inherited": inherited.to_dict(),
         "training": earlier["training"] if earlier is not None else {  # scored again: it trained then
-            "steps": settings.finetune_steps, "from_scratch": settings.from_scratch, "seconds": train_seconds},
+            "steps": settings.finetune_steps, "from_scratch": from_scratch, "seconds": train_seconds},
         "onnx": {"fp32": str(fp32), "int8": str(int8)},
         "decoding": decoder.spec(),
     }
@@ -206,18 +216,17 @@ def verify_model(model: Model, supernet, table: LatencyTable, estimator: Latency
     return result
 
 
-def _trained(arch: Arch, supernet, settings: VerifySettings, run_dir: Path, progress: bool,
-             data_dir: Path | None = None) -> Subnet:
+def _trained(arch: Arch, supernet, config: TrainConfig, from_scratch: bool, seed: int, run_dir: Path,
+             progress: bool, data_dir: Path | None = None) -> Subnet:
     """The fine-tuned (or from-scratch) subnet, trained in ``run_dir`` (resumed after a kill); a user data
     set's features are cached in ``data_dir``."""
     if (run_dir / "model.pt").exists():
         return load_subnet(run_dir / "model.pt")
-    if settings.from_scratch:
-        torch.manual_seed(settings.seed)
+    if from_scratch:
+        torch.manual_seed(seed)
         subnet = Subnet(arch, supernet.space, dropout=0.1)
     else:
         subnet = supernet.extract(arch)
-    config = settings.train_config()
     if config.steps > 0:
         train = load_split(supernet, "train", data_dir, progress=progress)
         intents = supernet.metadata["intents"]

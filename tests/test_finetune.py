@@ -110,6 +110,10 @@ def test_verify_runs_pool_one_row_per_model_and_only_of_one_recipe():
         "x": (0.7, "a.json"), "y": (0.75, "b.json"), "z": (0.9, "b.json")}  # the later run's y
     with pytest.raises(PredictnasError, match="another recipe.*finetune_steps 400 vs 100"):
         verified_models([("a.json", verification([("x", 0.7)])), ("b.json", verification([("y", 0.8)], finetune_steps=100))])
+    # baselines trained from scratch beside fine-tuned picks follow another recipe: left out
+    mixed = verification([("x", 0.7), ("y", 0.8)])
+    mixed["models"][1]["training"] = {"from_scratch": True}
+    assert [m["arch_id"] for m in verified_models([("m.json", mixed)])[1]] == ["x"]
     with pytest.raises(PredictnasError, match="c.json: not a verify.json"):
         verified_models([("c.json", {"settings": RECIPE, "models": [{"name": "x"}]})])
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from predictnas.bundle import Bundle
 from predictnas.complexity import param_counts
@@ -219,6 +220,24 @@ def test_verify_measures_compares_and_reports(env, experiment, bundle_path, tmp_
     assert "kendall_inherited_vs_finetuned" in report["summary"] and "best_baseline" in report["summary"]
     assert "| nas-1 |" in (out / "report.md").read_text() and "ms (median of 3: " in (out / "report.md").read_text()
     assert (out / "verify.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_baselines_from_scratch_beside_picks_fine_tuned_for_the_same_steps(env, experiment, bundle_path, tmp_path):
+    baseline = tmp_path / "hand-made.json"
+    baseline.write_text(Bundle.load(bundle_path).candidates[0].arch.to_json())  # the pick's architecture itself
+    out = tmp_path / "verify"
+    result = verify(env, experiment, bundle_path, out, "--baseline", baseline, "--baselines-from-scratch",
+                    "--picks", 1)
+    assert result.returncode == 0, result.stderr
+    pick, hand_made = json.loads((out / "verify.json").read_text())["models"]
+    assert (pick["name"], hand_made["name"]) == ("nas-1", "hand-made") and pick["arch_id"] == hand_made["arch_id"]
+    assert pick["training"]["from_scratch"] is False and hand_made["training"]["from_scratch"] is True
+    assert pick["training"]["steps"] == hand_made["training"]["steps"] == 2
+    # the same architecture, trained from other starting weights
+    weights = [torch.load(out / name / "train" / "model.pt", weights_only=True)["weights"]
+               for name in ("nas-1", "hand-made")]
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert "NAS picks fine-tuned from supernet weights, baselines from scratch" in (out / "report.md").read_text()
 
 
 def test_calibrate_on_verified_models_then_search_for_their_finetuned_wer(env, experiment, bundle_path, tmp_path):

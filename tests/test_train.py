@@ -254,3 +254,39 @@ def test_user_data_has_a_test_split_and_unlabelled_environments_count_under_all_
                 "--json", "--no-progress")
     assert given.returncode == 0, given.stderr
     assert json.loads(given.stdout)["utterances"]["all"] == 40
+
+
+def test_snapshots_keep_the_weights_every_n_steps_and_the_last_equals_the_artifact(tmp_path):
+    from predictnas.data.dataset import Batch
+    from predictnas.train import SNAPSHOTS, Trainer
+
+    space = get_space("speech-tiny")
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([120, 90])
+    batch = Batch(torch.randn(2, 120, space.config.n_mels, generator=generator), lengths,
+                  torch.randint(1, space.config.vocab_size, (2, 6), generator=generator), torch.tensor([6, 4]),
+                  torch.tensor([0, -1]), ["quiet_home", None], ["", ""], torch.tensor([0, 1]))
+    config = TrainConfig(steps=6, warmup_steps=1, random_subnets=1, snapshot_every_steps=2)
+    torch.manual_seed(0)
+    Trainer(Supernet(space.config), config, batches=lambda epoch, g: [batch], run_dir=tmp_path).fit(progress=False)
+    snapshots = sorted(p.name for p in (tmp_path / SNAPSHOTS).iterdir())
+    assert snapshots == ["step-000002.pt", "step-000004.pt", "step-000006.pt"]
+    first, last = (load_supernet(tmp_path / SNAPSHOTS / name) for name in (snapshots[0], snapshots[-1]))
+    final = load_supernet(tmp_path / "supernet.pt")
+    assert all(torch.equal(a, b) for a, b in zip(last.state_dict().values(), final.state_dict().values()))
+    assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), final.state_dict().values()))
+
+
+def test_the_command_line_offers_every_training_preset():
+    from predictnas.cli_options import TRAINING_PRESETS
+    from predictnas.experiment import PRESETS
+
+    assert TRAINING_PRESETS == tuple(PRESETS)
+
+
+def test_utterances_too_short_for_ctc_are_found():
+    from predictnas.train import ctc_infeasible
+
+    # 20 feature frames give 5 output frames, 12 give 3; "abba" needs 5 (a blank between the b's), "abbba" 7
+    targets = [torch.tensor([1, 2, 2, 1]), torch.tensor([1, 2, 2, 2, 1]), torch.tensor([1, 2, 3, 4, 5])]
+    assert ctc_infeasible(torch.tensor([20, 20, 12]), targets).tolist() == [False, True, True]

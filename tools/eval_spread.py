@@ -1,7 +1,8 @@
 """Dev-set accuracy of the largest, the smallest and N random subnets of a trained supernet.
 
-    python tools/eval_spread.py --run-dir runs/small [--random 20] [--near 20] [--seed 0]
-                                [--split dev | --manifest M.jsonl] [--dimensions] [--json spread.json]
+    python tools/eval_spread.py [--run-dir runs/small | --supernet PATH|pretrained:speech-v1] [--random 20]
+                                [--near 20] [--seed 0] [--split dev | --manifest M.jsonl] [--dimensions]
+                                [--baselines] [--json spread.json]
 
 Shows whether the supernet serves the whole space and whether the spread between subnets is wide enough
 for an accuracy predictor to rank: WER per environment, CER, intent accuracy, parameters, and
@@ -11,7 +12,8 @@ drawn as the sandwich draws them (the largest with a uniform share of its choice
 e.g. the dev split of another corpus), so supernets trained on different corpora compare on the same one.
 ``--dimensions`` also scores the largest subnet with one dimension changed at a time (each other choice of
 each global gene; each block field set in every block): which choices the shared weights serve, and which
-they leave near 100 % WER.
+they leave near 100 % WER. ``--baselines`` adds the hand-crafted Conformers shipped for the space, with the
+shared weights (compare them with the same models trained alone).
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ import argparse
 import dataclasses
 import json
 
+from pathlib import Path
+
 import numpy as np
 
+from predictnas import pretrained
+from predictnas.io import read_json
 from predictnas.complexity import param_counts
 from predictnas.data.dataset import FeatureStore, epoch_batches
 from predictnas.data.features import FeatureConfig
@@ -67,6 +73,8 @@ def spread_of(rows: list[dict], environments: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", default="runs/small")
+    parser.add_argument("--supernet", help="a supernet file or pretrained:<name> instead of the run dir's")
+    parser.add_argument("--baselines", action="store_true", help="also the shipped Conformers of the space")
     parser.add_argument("--random", type=int, default=20)
     parser.add_argument("--near", type=int, default=0, help="subnets drawn as the sandwich draws them")
     parser.add_argument("--seed", type=int, default=0)
@@ -76,7 +84,7 @@ def main() -> None:
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
 
-    supernet = load_trained_supernet(args.run_dir)
+    supernet = load_trained_supernet(args.run_dir, args.supernet)
     decoder = decoder_for(supernet)
     space = SearchSpace(supernet.space)
     if args.manifest:
@@ -88,6 +96,8 @@ def main() -> None:
     archs = [("largest", largest_arch(space)), ("smallest", smallest_arch(space))]
     archs += [(f"random{i}", space.decode(g)) for i, g in enumerate(space.sample(args.random, np.random.default_rng(args.seed)))]
     archs += [(f"near{i}", arch) for i, arch in enumerate(near_largest(space, args.near, np.random.default_rng(args.seed)))]
+    if args.baselines:
+        archs += [(Path(path).stem, space.from_json(read_json(path))) for path in pretrained.baselines(space.config.name)]
     if args.dimensions:
         archs += [(label, space.check(arch)) for label, arch in one_change_variants(space, largest_arch(space))]
 
@@ -112,7 +122,7 @@ def main() -> None:
             print(f"  {name:<32}{100 * s['min']:>8.2f}{100 * s['median']:>8.2f}{100 * s['max']:>8.2f}")
     if args.json_path:
         with open(args.json_path, "w") as f:
-            json.dump({"split": args.manifest or args.split, "rows": rows, "random_summary": summary["random"],
+            json.dump({"supernet": args.supernet or args.run_dir, "split": args.manifest or args.split, "rows": rows, "random_summary": summary["random"],
                        "near_summary": summary["near"]}, f, indent=2)
 
 

@@ -166,7 +166,9 @@ def verified_models(verifications: list[tuple[str, dict]]) -> tuple[dict, list[d
             this = {k: settings[k] for k in RECIPE_FIELDS}
             rows = [{"name": m["name"], "arch_id": m["arch_id"], "arch": m["arch"],
                      "finetuned_wer": float(m["measured"]["wer"]["all"]), "verify": source}
-                    for m in verification["models"]]
+                    for m in verification["models"]
+                    # baselines trained from scratch beside fine-tuned picks follow another recipe
+                    if m.get("training", {}).get("from_scratch", this["from_scratch"]) == this["from_scratch"]]
         except (KeyError, TypeError, ValueError) as e:
             raise PredictnasError(f"{source}: not a verify.json written by `predictnas verify` "
                                   f"({type(e).__name__}: {e})") from None

@@ -38,6 +38,12 @@ def halve_lengths(lengths: Tensor | None) -> Tensor | None:
     return None if lengths is None else torch.div(lengths + 1, 2, rounding_mode="floor")
 
 
+def output_lengths(feature_lengths: Tensor) -> Tensor:
+    """Frames of the CTC head for ``feature_lengths`` input frames: the front-end's two stride-2 layers
+    (downsampling mid-encoder is restored before the heads, so it changes nothing here)."""
+    return halve_lengths(halve_lengths(feature_lengths))
+
+
 def frame_mask(lengths: Tensor | None, frames: int) -> Tensor | None:
     if lengths is None:
         return None
