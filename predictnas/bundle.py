@@ -9,6 +9,7 @@ params / memory and reward, and how the search ran. ``verify`` reads nothing els
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,4 +74,12 @@ class Bundle:
             raise PredictnasError(f"{path}: malformed top.json ({type(e).__name__}: {e})") from None
         if not bundle.candidates:
             raise PredictnasError(f"{path}: no candidates")
+        seen: dict[str, int] = {}
+        for c in bundle.candidates:
+            if c.arch.arch_id in seen:  # a search writes each architecture once
+                raise PredictnasError(f"{path}: candidates {seen[c.arch.arch_id]} and {c.rank} are the same "
+                                      f"architecture ({c.arch.arch_id}); the file was edited")
+            seen[c.arch.arch_id] = c.rank
+            if not all(math.isfinite(v) for v in c.predicted.values()):
+                raise PredictnasError(f"{path}: candidate {c.rank} has a non-finite prediction ({c.predicted})")
         return bundle

@@ -16,7 +16,7 @@ from . import __version__
 from .complexity import param_counts, param_range
 from .errors import PredictnasError
 from .io import read_json
-from .cli_options import TRAINING_PRESETS, data_options, no_progress_option, run_dir_option
+from .cli_options import TRAINING_PRESETS, FiniteFloat, data_options, no_progress_option, run_dir_option
 from .space import BLOCK_FIELDS, DEFAULT_SPACE, GLOBAL_FIELDS, SPACES, Arch, SearchSpace, get_space
 
 
@@ -194,7 +194,7 @@ def eval_command(arch_path: Path, run_dir: Path, supernet_path: Path | None, spl
 @main.command("build-lut")
 @click.option("--device", "device_name", default="cpu", show_default=True,
               help="cpu, cpu:N (N intra-op threads), cpu-int8 or cpu-int8:N.")
-@click.option("--input-seconds", type=float, default=None,
+@click.option("--input-seconds", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Reference input length in seconds of audio (default 24, see predictnas/pretrained/lut/README.md).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the table (default: the user cache, <cache>/lut/<device-id>.json).")

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
 # The names of experiment.PRESETS, here so the CLI starts without importing torch (a test keeps them equal)
 TRAINING_PRESETS = ("tiny", "small", "long")
+
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses nan and infinity (Python's float() accepts both)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
 
 run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
                               default=Path("runs/default"), show_default=True, help="The experiment's run directory.")

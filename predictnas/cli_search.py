@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from .cli_options import TRAINING_PRESETS, data_options, no_progress_option
+from .cli_options import TRAINING_PRESETS, FiniteFloat, data_options, no_progress_option
 
 
 @click.command("search")
 @click.option("--budget", required=True, help="Latency budget with a unit: 40ms, 0.04s.")
-@click.option("--lambda", "lam", type=float, default=0.02, show_default=True,
+@click.option("--lambda", "lam", type=FiniteFloat(min=0), default=0.02, show_default=True,
               help="Weight of log(latency) in the reward -WER - lambda * log(latency_ms).")
 @click.option("--max-params", default=None, help="Soft parameter budget, e.g. 5M (penalized, not forbidden).")
 @click.option("--max-memory", default=None, help="Soft memory budget (weights + peak activations), e.g. 64MB.")
@@ -20,7 +20,7 @@ from .cli_options import TRAINING_PRESETS, data_options, no_progress_option
 @click.option("--pareto", is_flag=True, help="NSGA-II for the WER/latency front instead of the scalar reward.")
 @click.option("--environment", default=None, help="Optimize WER in this acoustic environment (default: all).")
 @click.option("--generations", type=click.IntRange(min=1), default=None, help="Stop after N generations...")
-@click.option("--seconds", type=click.FloatRange(min=0.1), default=60.0, show_default=True, help="...or after S seconds.")
+@click.option("--seconds", type=FiniteFloat(min=0.1), default=60.0, show_default=True, help="...or after S seconds.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--population", type=click.IntRange(min=2), default=None, help="Population size (default 20000, NSGA-II 10000).")
 @click.option("--rescore", type=click.IntRange(min=0), default=0, show_default=True,
@@ -216,7 +216,7 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, b
                    "your own, runs/<preset> for another preset).")
 @click.option("--n", "subnets", type=click.IntRange(min=10), default=300, show_default=True, help="Subnets to evaluate.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--search-seconds", type=click.FloatRange(min=0.1), default=60.0, show_default=True)
+@click.option("--search-seconds", type=FiniteFloat(min=0.1), default=60.0, show_default=True)
 @click.option("--rescore", type=click.IntRange(min=0), default=32, show_default=True,
               help="Finalists of the search measured with the supernet before the top-k is chosen.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)

@@ -132,6 +132,9 @@ def train_supernet(run_dir: str | Path, preset: Preset, sources: DataSources, st
     features = FeatureConfig(sample_rate=sources.sample_rate)
     cache = feature_cache_dir(description, run_dir)
     train = FeatureStore.build(splits["train"], features, cache, resample=sources.resample, progress=progress)
+    if not any(t.numel() for t in train.targets):
+        raise PredictnasError("no words to learn: every training transcript is empty once normalised "
+                              "(lower-case letters, space and apostrophe)")
     infeasible = ctc_infeasible(torch.tensor([f.shape[0] for f in train.features]), train.targets)
     if infeasible.any():
         log(f"warning: {int(infeasible.sum())} of {len(train)} training utterances are too short for their "

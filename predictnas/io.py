@@ -39,10 +39,24 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     """Parse a JSON file; a missing, unreadable or malformed file is a one-line PredictnasError."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise PredictnasError(f"{path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise PredictnasError(f"{path}: not UTF-8 text, so not JSON (byte {e.start}: {e.reason})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise PredictnasError(f"{path}: not valid JSON ({e})") from None
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Fail at once, with one line, where a stage could not write its results after all its work."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".writable.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise PredictnasError(f"{folder}: cannot write results there ({e.strerror or e})") from None

@@ -19,6 +19,7 @@ models still missing. The report is :mod:`predictnas.report`'s business.
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from .decoding import Decoder, GreedyDecoder, describe, same_decoding
 from .errors import PredictnasError
 from .evaluate import bind, evaluate
 from .experiment import decoder_for, load_split, supernet_file
-from .io import read_json, write_json
+from .io import check_writable, read_json, write_json
 from .latency.devices import fingerprint_mismatch, get_device
 from .latency.estimate import LatencyEstimator
 from .latency.protocol import PROTOCOLS, Graph, ModelTimer
@@ -129,6 +130,22 @@ def check_hardware(bundle: Bundle, table: LatencyTable, settings: VerifySettings
         raise PredictnasError(f"top.json was searched with the {bundle.device.get('id')} table, but --device "
                               f"{settings.device} uses {table.device_id}; verify on the device it was searched for")
     return warnings
+
+
+def check_predictions(bundle: Bundle, table: LatencyTable) -> None:
+    """The latency table is the one top.json was searched with, and each pick's predicted latency is what
+    that table estimates: the report sets measurements against these predictions, so they must be the
+    search's, not a later table's or an edited file's."""
+    recorded = bundle.lut.get("hash")
+    if recorded and recorded != table.content_hash():
+        raise PredictnasError(f"{table.source}: not the latency table top.json was searched with (hash "
+                              f"{table.content_hash()}, top.json records {recorded}); search again with this table")
+    estimator = LatencyEstimator(table, SearchSpace(table.space))
+    for c in bundle.candidates:
+        estimate = estimator.estimate_arch(c.arch)
+        if not math.isclose(c.predicted.get("latency_ms", estimate), estimate, rel_tol=1e-4):
+            raise PredictnasError(f"top.json: candidate {c.rank} predicts {c.predicted['latency_ms']:g} ms, but the "
+                                  f"table it was searched with estimates {estimate:g} ms; the file was edited")
 
 
 def check_recipes(models: list[Model], out: Path, settings: VerifySettings) -> None:
@@ -287,6 +304,7 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
 
     bundle = Bundle.load(bundle_path)
     out = Path(out)
+    check_writable(out)
     supernet_path = supernet_file(path=supernet_path or bundle.model["supernet"]["path"])
     supernet = load_supernet(supernet_path)
     if supernet.space != bundle.space:
@@ -297,6 +315,7 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
                               f"top.json records {recorded})")
     table = LatencyTable.load(lut_path or find_table(settings.device, bundle.space.name))
     warnings = check_hardware(bundle, table, settings)
+    check_predictions(bundle, table)
     decoder = decoder_for(supernet, progress)
     if not same_decoding(bundle.model.get("decoder"), decoder.spec()):
         warnings.append(f"decoding mismatch: top.json's WERs were predicted for {describe(bundle.model.get('decoder'))}; "

@@ -1,6 +1,6 @@
 """Regenerate the pretrained defaults shipped in ``predictnas/pretrained/speech-v1`` from scratch.
 
-    python tools/make_defaults.py [--work runs/defaults] [--preset small] [--n 300] [--device cpu|cuda]
+    python tools/make_defaults.py [--work runs/long] [--preset long] [--n 300] [--device cpu|cuda]
 
 Stages, each resumable (kill it and run it again) and skipped when its output exists in ``--work``:
 
@@ -71,7 +71,7 @@ def half_precision(trained: Path, out: Path) -> None:
     data = dict(supernet.metadata["data"])
     if data["kind"] != "corpus":
         raise PredictnasError("the shipped supernet must be trained on the embedded corpus")
-    recipe = get_recipe(supernet.metadata["preset"], sample_rate=supernet.metadata["sample_rate"])
+    recipe = get_recipe(get_preset(supernet.metadata["preset"]).corpus, sample_rate=supernet.metadata["sample_rate"])
     if recipe.recipe_hash != data["recipe_hash"]:
         raise PredictnasError(f"{trained}: trained on corpus {data['recipe_hash']}, the preset's is "
                               f"{recipe.recipe_hash}")
@@ -157,8 +157,8 @@ def write_manifest(made: dict[str, dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=Path("runs/defaults"))
-    parser.add_argument("--preset", default="small")
+    parser.add_argument("--work", type=Path, default=Path("runs/long"))
+    parser.add_argument("--preset", default="long")
     parser.add_argument("--steps", type=int, default=None, help="Override the preset's training steps.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="Training device: cpu, cuda or auto.")

@@ -13,6 +13,7 @@ The fit minimizes squared *relative* error, the quantity the fidelity goals are 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -42,7 +43,14 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Calibration":
-        return cls(**{k: float(d[k]) for k in ("a", "b", "c", "w0_bytes")})
+        """Raises ValueError for values no fit produces: latency must grow with work and with weights."""
+        calibration = cls(**{k: float(d[k]) for k in ("a", "b", "c", "w0_bytes")})
+        values = asdict(calibration)
+        if not all(math.isfinite(v) for v in values.values()):
+            raise ValueError(f"calibration: non-finite coefficient ({values})")
+        if calibration.a <= 0 or calibration.c < 0 or calibration.w0_bytes < 0:
+            raise ValueError(f"calibration: a must be positive and c, w0_bytes non-negative ({values})")
+        return calibration
 
 
 def fit(raw_ms: np.ndarray, weight_bytes: np.ndarray, measured_ms: np.ndarray) -> Calibration:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,16 +130,20 @@ class LatencyTable:
                     raise ValueError(f"entries[{i}]: missing field {e}") from None
                 except (PredictnasError, TypeError, ValueError) as e:
                     raise ValueError(f"entries[{i}]: {e}") from None
-                if not entry.measurement.ms >= 0:
-                    raise ValueError(f"entries[{i}]: negative or missing latency")
+                if not (entry.measurement.ms >= 0 and math.isfinite(entry.measurement.ms)):
+                    raise ValueError(f"entries[{i}]: negative, infinite or missing latency")
                 entries[entry.key] = entry
+            reference_ms = float(data["reference_ms"])
+            if not (reference_ms > 0 and math.isfinite(reference_ms)):
+                raise ValueError(f"reference_ms {data['reference_ms']!r}: the reference graph's latency must be "
+                                 "a positive number (every measurement is normalised by it)")
             device = _typed(data, "device", dict)
             for name in ("name", "id", "fingerprint"):
                 _typed(device, name, dict if name == "fingerprint" else str)
             return cls(
                 device=device, space=SpaceConfig.from_dict(_typed(data, "space", dict)),
                 input_seconds=float(ref["seconds"]), frames=frames, protocol=_typed(data, "protocol", dict),
-                reference_ms=float(data["reference_ms"]), entries=entries,
+                reference_ms=reference_ms, entries=entries,
                 calibration=Calibration.from_dict(_typed(data, "calibration", dict)),
                 accuracy=_typed(data, "accuracy", dict), models=_typed(data, "models", dict),
                 build=_typed(data, "build", dict), source=source)

@@ -123,7 +123,9 @@ class AccuracyPredictor:
                 booster.load_model(bytearray(json.dumps(model).encode()))
                 boosters[target] = booster
         except (KeyError, TypeError, ValueError, xgb.core.XGBoostError) as e:
-            raise PredictnasError(f"{path}: malformed predictor ({type(e).__name__}: {e})") from None
+            # XGBoost's messages carry its C++ stack after the first line
+            raise PredictnasError(f"{path}: malformed predictor ({type(e).__name__}: "
+                                  f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})") from None
         predictor = cls(spec, boosters, data.get("metrics", {}), data.get("data_hash", ""), data.get("n_rows", 0),
                         data.get("supernet", {}))
         expected = len(spec.names(predictor.space))
@@ -131,4 +133,17 @@ class AccuracyPredictor:
             if booster.num_features() != expected:
                 raise PredictnasError(f"{path}: booster {target!r} has {booster.num_features()} features, the "
                                       f"spec {expected}; the file was edited or written by another version")
+        predictor.check_range(path)
         return predictor
+
+    def check_range(self, source) -> None:
+        """Refuse boosters that predict what no WER or CER can be (below 0, or not a number) on a probe of
+        the space: a booster edited or fitted on another quantity would steer a search silently."""
+        if "proxies" in self.spec.groups:
+            return  # scores stored subnets only; nothing to probe with
+        probe = self.space.sample(256, np.random.default_rng(0))
+        for target in self.targets:
+            predicted = self.predict(probe, target)
+            if not np.isfinite(predicted).all() or predicted.min() < -0.05:
+                raise PredictnasError(f"{source}: booster {target!r} predicts {float(np.nanmin(predicted)):.3g} for "
+                                      "some architectures of the space, no error rate; the file was edited or damaged")

@@ -7,6 +7,7 @@ every artifact is written atomically.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import time
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..bundle import Bundle, Candidate
 from ..errors import PredictnasError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, check_writable, write_json
 from ..latency.estimate import LatencyEstimator
 from ..latency.table import LatencyTable
 from ..latency.timing import time_architectures
@@ -42,6 +43,8 @@ def _parse(text: str, units: dict, what: str, example: str) -> float:
     value = float(match.group(1)) * units[match.group(2)]
     if not value > 0:
         raise PredictnasError(f"{what} {text!r}: must be positive")
+    if not math.isfinite(value):
+        raise PredictnasError(f"{what} {text!r}: must be a finite number")
     return value
 
 
@@ -144,6 +147,7 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
     """
     if settings.rescore and measure is None:
         raise PredictnasError("rescoring finalists needs the supernet that the predictor was fit on")
+    check_writable(Path(out).parent)
     if predictor.space.config != table.space:
         raise PredictnasError(f"the predictor was fit on space {predictor.space.config.name!r} and the latency "
                               f"table is for {table.space.name!r} (or their sizes differ); use matching ones")

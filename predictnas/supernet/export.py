@@ -110,6 +110,9 @@ def compare_with_torch(subnet: Subnet, path: str | Path, frames=(37, 200, 611), 
         for ref, out in zip((expected.ctc_logits, expected.intent_logits), got):
             if ref.shape != out.shape:
                 raise PredictnasError(f"{path}: ONNX output shape {out.shape} != PyTorch {tuple(ref.shape)}")
+            if not (np.isfinite(out).all() and torch.isfinite(ref).all()):
+                raise PredictnasError(f"{path}: NaN or infinite outputs at {n} input frames "
+                                      "(max(worst, nan) would have reported no difference)")
             worst = max(worst, float(np.abs(ref.numpy() - out).max()))
     return Parity(worst, tuple(frames))
 

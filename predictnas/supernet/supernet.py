@@ -160,19 +160,46 @@ class Supernet(nn.Module):
 def load_supernet(path, map_location="cpu") -> Supernet:
     """Load a supernet saved with :func:`save_supernet`; an unreadable file is a one-line error."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = checkpoint_dict(torch.load(path, map_location=map_location, weights_only=True))
         config = state["config"]
-    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
-        raise PredictnasError(f"{path}: not a predictnas supernet checkpoint ({e})") from None
+        space = SpaceConfig.from_dict(config["space"])
+        dropout, metadata, weights = float(config["dropout"]), config.get("metadata"), state["weights"]
+    except UNREADABLE as e:
+        raise PredictnasError(f"{path}: not a predictnas supernet checkpoint "
+                              f"({unreadable_reason(e)})") from None
     check_model_version(state, path)
-    space = SpaceConfig.from_dict(config["space"])
-    supernet = Supernet(space, dropout=config["dropout"], metadata=config.get("metadata"))
+    supernet = Supernet(space, dropout=dropout, metadata=metadata)
     try:
-        supernet.load_state_dict(state["weights"])
-    except RuntimeError as e:  # weights of another model version: missing or unexpected parameters
+        supernet.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as e:  # weights of another model version: missing or unexpected parameters
         raise PredictnasError(f"{path}: its weights do not fit this version's supernet "
                               f"({one_line(e, 160)}); train it again") from None
+    check_finite(supernet, path)
     return supernet
+
+
+# what torch.load and reading a checkpoint's fields raise for a file that is not one (EOFError: empty)
+UNREADABLE = (OSError, EOFError, RuntimeError, KeyError, IndexError, TypeError, ValueError, AttributeError,
+              pickle.UnpicklingError)
+
+
+def checkpoint_dict(state) -> dict:
+    if not isinstance(state, dict):
+        raise TypeError(f"holds a {type(state).__name__}, not the dictionary predictnas writes")
+    return state
+
+
+def unreadable_reason(error: BaseException) -> str:
+    return "empty or truncated file" if isinstance(error, EOFError) else f"{type(error).__name__}: {one_line(error, 120)}"
+
+
+def check_finite(model: nn.Module, path) -> None:
+    """Refuse weights with NaN or infinity: every output computed from them would be NaN, and compared with
+    itself (export parity) or scored (WER of blanks) it would pass for a model."""
+    broken = [name for name, p in model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    if broken:
+        raise PredictnasError(f"{path}: {len(broken)} weight tensors hold NaN or infinity (first: {broken[0]}); "
+                              "the training that wrote it diverged")
 
 
 def check_model_version(state: dict, path) -> None:
@@ -200,11 +227,13 @@ def load_subnet(path) -> Subnet:
     from ..space import SearchSpace
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = checkpoint_dict(torch.load(path, map_location="cpu", weights_only=True))
         space = SpaceConfig.from_dict(state["space"])
         check_model_version(state, path)
         subnet = Subnet(SearchSpace(space).from_json(state["arch"]), space)
         subnet.load_state_dict(state["weights"])
-    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
-        raise PredictnasError(f"{path}: not a predictnas subnet file ({e})") from None
+    except UNREADABLE as e:
+        raise PredictnasError(f"{path}: not a predictnas subnet file "
+                              f"({unreadable_reason(e)})") from None
+    check_finite(subnet, path)
     return subnet

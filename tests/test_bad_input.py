@@ -1,0 +1,152 @@
+"""Bad input through the command line: one clear line, a non-zero exit, no traceback, nothing written.
+
+Each case damages one file a user could hand over (a latency table, a predictor, a top.json, a supernet)
+or passes one option no run can honour, and names the words its error line must contain. The files are
+copies of the shipped artifacts, so every case starts from a valid file and changes one thing.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from predictnas import pretrained
+from predictnas.latency.table import find_table
+from predictnas.space import get_space
+from predictnas.supernet import Supernet, save_supernet
+
+from commandline import run
+
+
+def refused(result, message: str) -> None:
+    """Exit status 2, the last stderr line names the problem (``error: ...``, or click's ``Error: ...`` for
+    an option), no traceback."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.lower().startswith("error: ") and message in last, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def files(env, tmp_path_factory) -> dict:
+    """A top.json searched with the shipped predictor and table, and copies of both."""
+    folder = tmp_path_factory.mktemp("files")
+    table = folder / "table.json"
+    shutil.copyfile(find_table("cpu", pretrained.DEFAULT), table)
+    predictor = folder / "predictor.json"
+    shutil.copyfile(pretrained.artifact("predictor"), predictor)
+    top = folder / "search" / "top.json"
+    result = run(env, "search", "--budget", "40ms", "--seconds", 1, "--generations", 3, "--top-k", 2,
+                 "--lut", table, "--run-dir", folder, "--out", top, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    return {"table": table, "predictor": predictor, "top": top}
+
+
+def edited_json(source: Path, target: Path, edit) -> Path:
+    data = json.loads(source.read_text())
+    edit(data)
+    target.write_text(json.dumps(data))
+    return target
+
+
+def set_in(path: tuple, value):
+    def edit(data):
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    return edit
+
+
+TABLE_CASES = {
+    "reference at zero": (set_in(("reference_ms",), 0), "reference_ms"),
+    "negative calibration": (set_in(("calibration", "a"), -1.0), "a must be positive"),
+    "calibration not a number": (set_in(("calibration", "a"), float("nan")), "non-finite coefficient"),
+    "an infinite entry": (lambda d: d["entries"][0].update(ms=float("inf")), "infinite"),
+}
+
+
+@pytest.mark.parametrize("case", TABLE_CASES)
+def test_a_damaged_latency_table_is_refused(env, files, tmp_path, case):
+    edit, message = TABLE_CASES[case]
+    table = edited_json(files["table"], tmp_path / "table.json", edit)
+    out = tmp_path / "top.json"
+    refused(run(env, "search", "--budget", "40ms", "--seconds", 1, "--lut", table, "--run-dir", tmp_path,
+                "--out", out), message)
+    assert not out.exists()
+
+
+OPTION_CASES = {
+    "lambda nan": (["--lambda", "nan"], "not a finite number"),
+    "lambda inf": (["--lambda", "inf"], "not a finite number"),
+    "seconds nan": (["--seconds", "nan"], "not a finite number"),
+    "seconds inf": (["--seconds", "inf"], "not a finite number"),
+    "budget overflowing": (["--budget", "1e999ms"], "must be a finite number"),
+    "budget without unit": (["--budget", "40"], "expected a number with a unit"),
+    "negative budget": (["--budget", "-5ms"], "expected a number with a unit"),
+}
+
+
+@pytest.mark.parametrize("case", OPTION_CASES)
+def test_options_no_search_can_honour_are_refused(env, files, tmp_path, case):
+    args, message = OPTION_CASES[case]
+    out = tmp_path / "top.json"
+    refused(run(env, "search", *(["--budget", "40ms"] if "--budget" not in args else []), *args,
+                "--lut", files["table"], "--run-dir", tmp_path, "--out", out), message)
+    assert not out.exists()
+
+
+def test_a_damaged_predictor_is_refused(env, files, tmp_path):
+    negative = edited_json(files["predictor"], tmp_path / "negative.json",
+                           lambda d: d["boosters"]["wer/all"]["learner"]["learner_model_param"].update(
+                               base_score="[-5E0]"))
+    refused(run(env, "search", "--budget", "40ms", "--predictor", negative, "--lut", files["table"],
+                "--out", tmp_path / "top.json"), "no error rate")
+    not_utf8 = tmp_path / "latin1.json"
+    not_utf8.write_bytes(files["predictor"].read_bytes()[:100] + b"\xff\xfe" + files["predictor"].read_bytes()[100:])
+    refused(run(env, "search", "--budget", "40ms", "--predictor", not_utf8, "--lut", files["table"],
+                "--out", tmp_path / "top.json"), "not UTF-8")
+    assert not (tmp_path / "top.json").exists()
+
+
+def duplicate_first(data):
+    data["candidates"][1] = {**data["candidates"][0], "rank": 2}
+
+
+TOP_CASES = {
+    "a pick listed twice": (duplicate_first, "same architecture"),
+    "an edited latency": (lambda d: d["candidates"][0]["predicted"].update(latency_ms=0.001), "the file was edited"),
+    "an architecture that is not its id": (lambda d: d["candidates"][0]["arch"].update(width=96), "does not match"),
+    "another table": (set_in(("lut", "hash"), "0123456789abcdef"), "not the latency table"),
+}
+
+
+@pytest.mark.parametrize("case", TOP_CASES)
+def test_an_edited_top_json_is_refused_before_any_training(env, files, tmp_path, case):
+    edit, message = TOP_CASES[case]
+    top = edited_json(files["top"], tmp_path / "top.json", edit)
+    refused(run(env, "verify", top, "--lut", files["table"], "--allow-hardware-gap", "--no-progress"), message)
+    assert not (tmp_path / "verify" / "verify.json").exists()
+    assert not list((tmp_path / "verify").glob("nas-*/train"))
+
+
+def test_unreadable_or_broken_supernets_are_refused(env, tmp_path):
+    arch = tmp_path / "arch.json"
+    space = get_space("speech-tiny")
+    arch.write_text(space.decode(space.sample(1, np.random.default_rng(0))[0]).to_json())
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    bare = tmp_path / "bare.pt"
+    torch.save(torch.zeros(3), bare)
+    diverged = tmp_path / "nan.pt"
+    net = Supernet(space.config)
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("nan"))
+    save_supernet(net, diverged)
+    for path, message in ((empty, "empty or truncated"), (bare, "not the dictionary"), (diverged, "NaN")):
+        out = tmp_path / f"{path.stem}.onnx"
+        refused(run(env, "export", arch, "--supernet", path, "--space", "speech-tiny", "--out", out), message)
+        assert not out.exists()
