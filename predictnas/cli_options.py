@@ -23,6 +23,10 @@ class FiniteFloat(click.FloatRange):
 run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
                               default=Path("runs/default"), show_default=True, help="The experiment's run directory.")
 no_progress_option = click.option("--no-progress", is_flag=True, help="No progress bars.")
+ray_address_option = click.option(
+    "--ray-address", default=None, metavar="ADDRESS",
+    help="Run the trials on the Ray cluster at ADDRESS (auto, host:port or ray://host:port) instead of local "
+         "processes; needs pip install 'predictnas[ray]', and predictnas and the run's files on every node.")
 
 
 def data_options(command):

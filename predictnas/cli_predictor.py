@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import no_progress_option, run_dir_option
+from .cli_options import no_progress_option, ray_address_option, run_dir_option
 from .errors import PredictnasError
 
 
@@ -28,9 +28,11 @@ from .errors import PredictnasError
               help="Every second subnet from around the largest (a random share of its choices redrawn, as the "
                    "supernet trains them) instead of the uniform pool; at equal size this ranks the subnets "
                    "near the largest better and the uniform ones no worse (tools/predictor_pools.py).")
+@ray_address_option
 @no_progress_option
 def sample_command(n: int, run_dir: Path, supernet_path: Path | None, workers: int, repeat: int, lut_path: Path | None,
-                   no_proxies: bool, seed: int, around_largest: bool, no_progress: bool) -> None:
+                   no_proxies: bool, seed: int, around_largest: bool, ray_address: str | None,
+                   no_progress: bool) -> None:
     """Evaluate N subnets that cover the space with supernet weights; store them in RUN_DIR/evals.sqlite.
 
     Resumable: subnets already in the store are skipped.
@@ -39,7 +41,8 @@ def sample_command(n: int, run_dir: Path, supernet_path: Path | None, workers: i
 
     summary = sample_subnets(run_dir, n, workers=workers, seed=seed, supernet_path=supernet_path,
                              estimator=_estimator_for(run_dir, supernet_path, lut_path), repeat=repeat,
-                             with_proxies=not no_proxies, around_largest=around_largest, progress=not no_progress)
+                             with_proxies=not no_proxies, around_largest=around_largest, progress=not no_progress,
+                             ray_address=ray_address)
     click.echo(f"{summary.store}: {summary.evaluated} subnets evaluated now, {summary.skipped} already stored "
                f"({summary.requested} requested, {summary.repeats} repeated on the test split) in "
                f"{summary.seconds / 60:.1f} min")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import TRAINING_PRESETS, FiniteFloat, data_options, no_progress_option
+from .cli_options import TRAINING_PRESETS, FiniteFloat, data_options, no_progress_option, ray_address_option
 
 
 @click.command("search")
@@ -45,17 +45,17 @@ from .cli_options import TRAINING_PRESETS, FiniteFloat, data_options, no_progres
 @click.option("--device", "device_name", default="cpu", show_default=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write top.json (default: RUN_DIR/top.json); pareto.json/png go beside it.")
+@ray_address_option
 @no_progress_option
 def search_command(budget: str, lam: float, max_params: str | None, max_memory: str | None, top_k: int, pareto: bool,
                    environment: str | None, generations: int | None, seconds: float, seed: int, population: int | None,
                    rescore: int, workers: int, time_finalists: int, predictor_path: Path | None,
                    calibration_path: Path | None, shared_weight_wer: bool, run_dir: Path, lut_path: Path | None,
-                   device_name: str, out_path: Path | None, no_progress: bool) -> None:
+                   device_name: str, out_path: Path | None, ray_address: str | None, no_progress: bool) -> None:
     """Genetic search for the most accurate models under a latency budget; writes top.json."""
     import statistics
     import sys
 
-    from .errors import PredictnasError
     from .latency.table import LatencyTable, find_table
     from .predictor import AccuracyPredictor
     from .search.job import SearchSettings, parse_bytes, parse_count, parse_latency_ms, run_search
@@ -83,7 +83,7 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
 
         supernet = (predictor.supernet or {}).get("path") or run_dir / "supernet.pt"
         measure = supernet_meter(finetune.source if finetune else predictor.target_for(environment), supernet, run_dir,
-                                 workers, LatencyEstimator(table), not no_progress)
+                                 workers, LatencyEstimator(table), not no_progress, ray_address)
     bundle = run_search(settings, table, predictor, out_path, predictor_path, not no_progress,
                         command=" ".join(["predictnas"] + sys.argv[1:]), log=lambda m: click.echo(m, err=True),
                         measure=measure, finetune=finetune)
@@ -168,12 +168,13 @@ def search_inputs(run_dir: Path, predictor_path: Path | None, calibration_path: 
               help="Times each model is timed with the whole protocol; the median is reported, with every timing.")
 @click.option("--picks", type=click.IntRange(min=1), default=None,
               help="Verify only the first N picks of TOP.json (default: all); --picks 1 for a first look.")
+@ray_address_option
 @no_progress_option
 def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, baselines_from_scratch: bool,
                    device_name: str,
                    production_sample_rate: int | None, baselines: bool, baseline_paths: tuple[Path, ...], out_dir: Path | None, supernet_path: Path | None,
                    lut_path: Path | None, allow_hardware_gap: bool, test_data: Path | None, protocols: str,
-                   latency_repeats: int, picks: int | None, no_progress: bool) -> None:
+                   latency_repeats: int, picks: int | None, ray_address: str | None, no_progress: bool) -> None:
     """Retrain the picks of TOP.json, export ONNX fp32 + int8, measure latency and WER, compare with predictions.
 
     Resumable: models already verified in the output folder are not redone.
@@ -196,7 +197,8 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, b
                               production_sample_rate=production_sample_rate,
                               baselines=shipped + tuple(map(str, baseline_paths)),
                               allow_hardware_gap=allow_hardware_gap,
-                              test_data=str(test_data.resolve()) if test_data else None, protocols=protocols, latency_repeats=latency_repeats, picks=picks)
+                              test_data=str(test_data.resolve()) if test_data else None, protocols=protocols, latency_repeats=latency_repeats, picks=picks,
+                              ray_address=ray_address)
     out_dir = out_dir or bundle_path.parent / "verify"
     verification = run_verify(bundle_path, out_dir, settings, supernet_path, lut_path, progress=not no_progress,
                               log=lambda m: click.echo(m, err=True))
@@ -228,12 +230,13 @@ def verify_command(bundle_path: Path, finetune_steps: int, from_scratch: bool, b
 @click.option("--lut", "lut_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Latency table (default: this machine's, measured once where none is shipped).")
 @click.option("--protocol", "protocols", default="standard", show_default=True, help="Verify's timing protocol.")
+@ray_address_option
 @no_progress_option
 def run_command(budget: str, preset: str, train_own: bool, train_data: Path | None, dev_data: Path | None,
                 test_data: Path | None, resample: bool, run_dir: Path, subnets: int, workers: int,
                 search_seconds: float, rescore: int, top_k: int, finetune_steps: int, no_verify: bool,
                 no_baselines: bool, no_calibrate: bool, lut_path: Path | None, protocols: str,
-                no_progress: bool) -> None:
+                ray_address: str | None, no_progress: bool) -> None:
     """Search and verify from the shipped supernet, predictor and calibration; or, with --train, user data or
     another preset, every stage: corpus, supernet, sample, fit, search, verify, then calibrate, search and
     verify again for the fine-tuned WER. What is done already is skipped."""
@@ -254,7 +257,8 @@ def run_command(budget: str, preset: str, train_own: bool, train_data: Path | No
     settings = PipelineSettings(budget=budget, preset=preset, subnets=subnets, workers=workers,
                                 search_seconds=search_seconds, rescore=rescore, top_k=top_k, verify=not no_verify,
                                 finetune_steps=finetune_steps, baselines=not no_baselines, lut=lut_path,
-                                protocol=protocols, calibrate=not no_calibrate, pretrained=shipped, data=data)
+                                protocol=protocols, calibrate=not no_calibrate, pretrained=shipped, data=data,
+                                ray_address=ray_address)
     top = run_pipeline(run_dir, settings, log=lambda m: click.echo(m, err=True), progress=not no_progress)
     bundle = Bundle.load(top)
     best = bundle.candidates[0]

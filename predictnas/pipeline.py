@@ -46,6 +46,7 @@ class PipelineSettings:
     calibrate: bool = True  # after verify: calibrate, search for the fine-tuned WER, verify those picks
     pretrained: bool = False  # start from the shipped supernet, predictor and calibration (no training)
     data: DataSources | None = None  # user data instead of the preset's corpus
+    ray_address: str | None = None  # evaluate subnets and train verify's models on this Ray cluster
 
 
 def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str], None] = print,
@@ -89,7 +90,7 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
         train_supernet(run_dir, preset, settings.data or DataSources(corpus_preset=preset.corpus), progress=progress)
         step(3, f"evaluating {settings.subnets} subnets with the supernet's weights")
         sample_subnets(run_dir, settings.subnets, workers=settings.workers, estimator=LatencyEstimator(table),
-                       repeat=settings.repeat, progress=progress)
+                       repeat=settings.repeat, progress=progress, ray_address=settings.ray_address)
         step(4, "fitting the accuracy predictor")
         with SQLiteStore(run_dir / STORE) as store:
             space = SearchSpace(store.space_config())
@@ -105,7 +106,7 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
         log(f"note: no hand-crafted baselines are shipped for space {predictor.space.config.name}: verifying the "
             "picks alone")
     verify_settings = VerifySettings(finetune_steps=settings.finetune_steps, protocols=settings.protocol,
-                                     baselines=baselines)
+                                     baselines=baselines, ray_address=settings.ray_address)
 
     def search(top: Path, n: int, what: str, finetune=None) -> None:
         if top.exists():
@@ -118,7 +119,7 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
         step(n, f"searching under {budget_ms:g} ms for {settings.search_seconds:g} s{what}")
         target = finetune.source if finetune else predictor.target_for(None)
         measure = supernet_meter(target, supernet_path, run_dir, settings.workers, LatencyEstimator(table),
-                                 progress) if settings.rescore else None
+                                 progress, settings.ray_address) if settings.rescore else None
         run_search(search_settings, table, predictor, top, predictor_path, progress=progress,
                    command="predictnas run", log=log, measure=measure, finetune=finetune)
 

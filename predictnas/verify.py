@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import torch
 
 from .bundle import Bundle
 from .data.dataset import FeatureStore, epoch_batches
-from .data.features import FeatureConfig, SpecAugment
+from .data.features import FeatureConfig
 from .data.text import CharTokenizer
 from .decoding import Decoder, GreedyDecoder, describe, same_decoding
 from .errors import PredictnasError
@@ -42,9 +41,10 @@ from .latency.estimate import LatencyEstimator
 from .latency.protocol import PROTOCOLS, Graph, ModelTimer
 from .latency.table import LatencyTable
 from .space import Arch, SearchSpace
-from .supernet import Subnet, SubnetOutput, load_subnet, load_supernet, save_subnet
+from .supernet import SubnetOutput, load_supernet
 from .supernet.export import INPUT_NAME, export_onnx
-from .train import SingleModelObjective, Trainer, TrainConfig
+from .retrain import trained_model, train_on_ray, training_seconds
+from .train import TrainConfig
 
 RESULT = "result.json"
 CLAIM = "claim.json"  # the architecture and settings a model folder's work belongs to
@@ -74,6 +74,7 @@ class VerifySettings:
     # reference normalization moved a 20-ms model by up to 8 %
     latency_repeats: int = 3
     picks: int | None = None  # verify only the first N candidates of top.json (None: all)
+    ray_address: str | None = None  # train the models on this Ray cluster (results are the same)
 
     def recipe(self) -> dict:
         return {k: getattr(self, k) for k in RECIPE_FIELDS}
@@ -193,11 +194,10 @@ def verify_model(model: Model, supernet, table: LatencyTable, estimator: Latency
     if earlier is not None and same_decoding(earlier.get("decoding"), decoder.spec()):
         return earlier
     space = supernet.space
-    started = time.perf_counter()
     from_scratch = settings.trains_from_scratch(model)
-    subnet = _trained(model.arch, supernet, settings.train_config(from_scratch), from_scratch, settings.seed,
-                      work / "train", progress, run_dir)
-    train_seconds = time.perf_counter() - started
+    subnet = trained_model(model.arch, supernet, settings.train_config(from_scratch), from_scratch, settings.seed,
+                           work / "train", progress, run_dir)
+    train_seconds = training_seconds(work / "train")
 
     fp32 = export_onnx(subnet.eval(), work / "model.onnx")
     int8_device = get_device("cpu-int8")
@@ -231,32 +231,6 @@ def verify_model(model: Model, supernet, table: LatencyTable, estimator: Latency
             decoder).to_dict()}
     write_json(done, result)
     return result
-
-
-def _trained(arch: Arch, supernet, config: TrainConfig, from_scratch: bool, seed: int, run_dir: Path,
-             progress: bool, data_dir: Path | None = None) -> Subnet:
-    """The fine-tuned (or from-scratch) subnet, trained in ``run_dir`` (resumed after a kill); a user data
-    set's features are cached in ``data_dir``."""
-    if (run_dir / "model.pt").exists():
-        return load_subnet(run_dir / "model.pt")
-    if from_scratch:
-        torch.manual_seed(seed)
-        subnet = Subnet(arch, supernet.space, dropout=0.1)
-    else:
-        subnet = supernet.extract(arch)
-    if config.steps > 0:
-        train = load_split(supernet, "train", data_dir, progress=progress)
-        intents = supernet.metadata["intents"]
-        trainer = Trainer(subnet, config,
-                          batches=lambda epoch, g: epoch_batches(train, intents, batch_seconds=config.batch_seconds,
-                                                                 shuffle=True, generator=g),
-                          run_dir=run_dir, augment=SpecAugment().train(), objective=SingleModelObjective(),
-                          data_fingerprint=arch.arch_id, artifact="model.pt", save=save_subnet,
-                          frames_per_second=FeatureConfig.from_dict(supernet.metadata["features"]).frames_per_second)
-        trainer.fit(progress=progress)
-    else:
-        save_subnet(subnet, run_dir / "model.pt")
-    return subnet
 
 
 def _measure_latency(device, onnx_bytes: bytes, table: LatencyTable, n_mels: int, protocols: str,
@@ -335,6 +309,12 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
     run_dir = Path(bundle_path).parent
     test = load_split(supernet, settings.split, run_dir, progress=progress,
                       data=Path(settings.test_data) if settings.test_data else None)
+    if settings.ray_address:  # the trainings on the cluster, side by side; the driver times and scores below
+        jobs = [(model, settings.trains_from_scratch(model)) for model in models]
+        for model, _ in jobs:
+            claim_folder(out / model.name, model, settings)
+        train_on_ray(settings.ray_address, supernet_path, [(out / m.name / "train", m.arch, settings.train_config(s), s)
+                                                           for m, s in jobs], settings.seed, run_dir, log)
     for i, model in enumerate(models, 1):
         log(f"[{i}/{len(models)}] {model.name} ({model.arch.arch_id})")
         results.append(verify_model(model, supernet, table, estimator, test, settings, out, progress, decoder,

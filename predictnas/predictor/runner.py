@@ -29,7 +29,7 @@ from ..data.dataset import epoch_batches
 from ..data.text import CharTokenizer
 from ..evaluate import bind, evaluate
 from ..errors import PredictnasError
-from ..executor import LocalExecutor
+from ..executor import make_executor
 from ..io import atomic_path
 from ..experiment import decoder_for, load_split, load_trained_supernet, supernet_file
 from ..supernet import load_supernet
@@ -78,10 +78,11 @@ def supernet_info(supernet, path: Path, fingerprint: str) -> dict:
 
 def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0, supernet_path: Path | None = None,
                    estimator=None, repeat: int = 0, with_proxies: bool = True, progress: bool = True,
-                   store_path: Path | None = None, around_largest: bool = True) -> SampleSummary:
+                   store_path: Path | None = None, around_largest: bool = True,
+                   ray_address: str | None = None) -> SampleSummary:
     """Evaluate the first ``n`` subnets of the covering sample that the store does not hold yet
     (with ``around_largest``, the default, every second one from around the largest; see
-    :func:`coverage_sample`)."""
+    :func:`coverage_sample`), on ``workers`` local processes or the Ray cluster at ``ray_address``."""
     space, store, supernet_path = _open_store(run_dir, supernet_path, store_path, {"sample_seed": str(seed)}, progress)
     anchors = np.stack([space.encode(largest_arch(space)), space.encode(smallest_arch(space))])
     genes = coverage_sample(space, n, seed, cost=estimator.estimate if estimator is not None else None,
@@ -97,14 +98,15 @@ def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0,
     skipped = n + min(repeat, n) - len(jobs)
     start = time.perf_counter()
     try:
-        evaluated = _run_jobs(jobs, store, run_dir, supernet_path, workers, progress)
+        evaluated = _run_jobs(jobs, store, run_dir, supernet_path, workers, progress, ray_address)
     finally:
         store.close()
     return SampleSummary(n, evaluated, skipped, min(repeat, n), time.perf_counter() - start, store.path)
 
 
 def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supernet_path: Path | None = None,
-                  estimator=None, progress: bool = True, store_path: Path | None = None) -> list[EvalRecord]:
+                  estimator=None, progress: bool = True, store_path: Path | None = None,
+                  ray_address: str | None = None) -> list[EvalRecord]:
     """Dev-set evaluations of the rows ``genes`` with the supernet's weights, in their order.
 
     The evaluations go into the run's store like ``sample``'s (with proxies), so the next ``fit`` learns
@@ -116,7 +118,7 @@ def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supe
     try:
         stored = store.stored_ids("dev")
         todo = {a.arch_id: _job("dev", a, t, True) for a, t in zip(archs, latencies) if a.arch_id not in stored}
-        _run_jobs(list(todo.values()), store, run_dir, supernet_path, workers, progress)
+        _run_jobs(list(todo.values()), store, run_dir, supernet_path, workers, progress, ray_address)
         by_id = {r.arch_id: r for r in store.records("dev")}
     finally:
         store.close()
@@ -124,7 +126,7 @@ def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supe
 
 
 def supernet_meter(target: str, supernet_path: str | Path, run_dir: str | Path, workers: int = 1, estimator=None,
-                   progress: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+                   progress: bool = True, ray_address: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """``genes -> WER`` (or CER) on ``target`` (``"wer/<environment>"``, ``"cer/<environment>"``, as a
     predictor names them), measured on the dev set with the weights of ``supernet_path`` (a file or
     ``pretrained:<name>``); the evaluations go into ``run_dir``'s store."""
@@ -134,7 +136,8 @@ def supernet_meter(target: str, supernet_path: str | Path, run_dir: str | Path, 
     supernet_path = supernet_file(path=supernet_path)
 
     def measure(genes: np.ndarray) -> np.ndarray:
-        return target_values(evaluate_rows(run_dir, genes, workers, supernet_path, estimator, progress), target)
+        return target_values(evaluate_rows(run_dir, genes, workers, supernet_path, estimator, progress,
+                                           ray_address=ray_address), target)
 
     return measure
 
@@ -177,12 +180,13 @@ def _job(protocol: str, arch, latency_ms, with_proxies: bool) -> tuple:
 
 
 def _run_jobs(jobs: list[tuple], store: SQLiteStore, run_dir: Path, supernet_path: Path, workers: int,
-              progress: bool) -> int:
-    """Evaluate ``jobs`` on local worker processes, adding each record to ``store`` as it arrives (one
-    transaction each); returns how many rows were added."""
+              progress: bool, ray_address: str | None = None) -> int:
+    """Evaluate ``jobs`` on local worker processes (or Ray actors), adding each record to ``store`` as it
+    arrives (one transaction each); returns how many rows were added."""
     if not jobs:
         return 0
-    executor = LocalExecutor(workers, setup=_setup_worker, setup_args=(str(run_dir), str(supernet_path)))
+    executor = make_executor(workers, ray_address, setup=_setup_worker,
+                             setup_args=(str(Path(run_dir).resolve()), str(Path(supernet_path).resolve())))
     bar = tqdm(total=len(jobs), disable=not progress, unit="subnet", desc="evaluate", dynamic_ncols=True)
     added = 0
     try:
