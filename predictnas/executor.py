@@ -113,13 +113,13 @@ class RayExecutor(Executor):
                            max_task_retries=self.retries)(_RayWorker)
         workers = [actor.remote(self.cpus_per_worker, self.setup, self.setup_args)
                    for _ in range(max(1, min(slots, len(items))))]
-        pending, queue = {}, iter(enumerate(items))
+        pending, queue = {}, iter(items)
         try:
             for worker in workers * 2:  # each actor one task ahead, so it never waits on the driver
                 nxt = next(queue, None)
                 if nxt is None:
                     break
-                pending[worker.run.remote(task, nxt[1])] = (worker, nxt[1])
+                pending[worker.run.remote(task, nxt)] = (worker, nxt)
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 worker, item = pending.pop(done[0])
@@ -134,7 +134,7 @@ class RayExecutor(Executor):
                 yield item, result
                 nxt = next(queue, None)
                 if nxt is not None:
-                    pending[worker.run.remote(task, nxt[1])] = (worker, nxt[1])
+                    pending[worker.run.remote(task, nxt)] = (worker, nxt)
         finally:
             for worker in workers:
                 ray.kill(worker)
@@ -145,9 +145,6 @@ class _RayWorker:
 
     def __init__(self, threads: int, setup: Callable | None, setup_args: tuple):
         _prepare(threads, setup, setup_args)
-
-    def pid(self) -> int:
-        return os.getpid()
 
     def run(self, task: Callable, item: Any) -> Any:
         return task(item)

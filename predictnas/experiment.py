@@ -137,10 +137,10 @@ def train_supernet(run_dir: str | Path, preset: Preset, sources: DataSources, st
                               "(lower-case letters, space and apostrophe)")
     infeasible = ctc_infeasible(torch.tensor([f.shape[0] for f in train.features]), train.targets)
     if infeasible.any():
+        rate = int(output_lengths(torch.tensor(round(features.frames_per_second))))
         log(f"warning: {int(infeasible.sum())} of {len(train)} training utterances are too short for their "
-            f"transcripts at the model's {int(output_lengths(torch.tensor(round(features.frames_per_second))))} "
-            "output frames per second "
-            "(CTC needs a frame per character, and a blank between doubled ones); they teach nothing")
+            f"transcripts at the model's {rate} output frames per second (CTC needs a frame per character, and "
+            "a blank between doubled ones); they teach nothing")
     intents = description.get("intents") or sorted({u.intent for u in splits["train"] if u.intent})
     space = dataclasses.replace(SPACES[preset.space], n_mels=features.n_mels, n_intents=max(1, len(intents)))
     metadata = {"preset": preset.name, "features": features.to_dict(), "sample_rate": features.sample_rate,

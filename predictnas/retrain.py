@@ -3,7 +3,7 @@
 :func:`trained_model` trains in a folder of the verify output (``<model>/train``), resumable through the
 :class:`~predictnas.train.Trainer`'s checkpoint, and leaves ``model.pt`` and ``train.json`` there.
 :func:`train_on_ray` trains several models side by side on the actors of a Ray cluster: each actor loads
-the supernet and the training features once, trains in a folder of its own and returns the weights;
+the supernet once, trains each model in a temporary folder of its own and returns the weights;
 the driver alone writes them into the verify output (``model.pt``, and ``train.json`` with the actor's
 training time). A model whose ``model.pt`` exists is not trained again, so a killed run resumes with the
 models still missing. The training of a model does not depend on where it runs.

@@ -278,7 +278,6 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
 
     bundle = Bundle.load(bundle_path)
     out = Path(out)
-    check_writable(out)
     supernet_path = supernet_file(path=supernet_path or bundle.model["supernet"]["path"])
     supernet = load_supernet(supernet_path)
     if supernet.space != bundle.space:
@@ -301,6 +300,7 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
                         f"captured at {settings.production_sample_rate} Hz")
     for w in warnings:
         log(f"warning: {w}")
+    check_writable(out)  # now, not after the trainings
     results = []
     models = models_to_verify(bundle, settings.baselines, settings.picks)
     check_recipes(models, out, settings)
