@@ -149,3 +149,84 @@ def test_unreadable_or_broken_supernets_are_refused(env, tmp_path):
         out = tmp_path / f"{path.stem}.onnx"
         refused(run(env, "export", arch, "--supernet", path, "--space", "speech-tiny", "--out", out), message)
         assert not out.exists()
+
+
+def write_wav(path: Path, seconds: float = 1.0, rate: int = 16000) -> Path:
+    import soundfile
+
+    t = np.arange(int(seconds * rate)) / rate
+    soundfile.write(path, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate)
+    return path
+
+
+def manifest(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def data_case(folder: Path, case: str) -> Path:
+    """A test set with one problem (``eval --test-data`` reads it)."""
+    good = write_wav(folder / "good.wav")
+    row = {"audio_filepath": "good.wav", "text": "turn on the lights", "duration": 1.0}
+    if case == "missing audio":
+        return manifest(folder / "m.jsonl", [{**row, "audio_filepath": "nowhere.wav"}])
+    if case == "corrupt audio":
+        (folder / "corrupt.wav").write_bytes(b"RIFF" + bytes(range(256)) * 4)
+        return manifest(folder / "m.jsonl", [{**row, "audio_filepath": "corrupt.wav"}])
+    if case == "empty audio":
+        (folder / "empty.wav").write_bytes(b"")
+        return manifest(folder / "m.jsonl", [{**row, "audio_filepath": "empty.wav"}])
+    if case == "wrong sample rate":
+        write_wav(folder / "narrow.wav", rate=8000)
+        return manifest(folder / "m.jsonl", [{**row, "audio_filepath": "narrow.wav"}])
+    if case == "empty manifest":
+        return manifest(folder / "m.jsonl", [])
+    if case == "a line that is not JSON":
+        (folder / "m.jsonl").write_text(json.dumps(row) + "\n{\"audio_filepath\": \n")
+        return folder / "m.jsonl"
+    assert good.exists()
+    raise AssertionError(case)
+
+
+DATA_CASES = {"missing audio": "nowhere.wav", "corrupt audio": "corrupt.wav", "empty audio": "empty.wav",
+              "wrong sample rate": "8000 Hz", "empty manifest": "empty manifest",
+              "a line that is not JSON": "not valid JSON"}
+
+
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_bad_evaluation_data_is_refused(env, tmp_path, case):
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(json.loads(Path(pretrained.baselines(pretrained.DEFAULT)[0]).read_text())))
+    data = data_case(tmp_path, case)
+    refused(run(env, "eval", arch, "--supernet", pretrained.reference(), "--test-data", data, "--split", "test",
+                "--no-progress"), DATA_CASES[case])
+
+
+def test_malformed_files_and_unknown_names_are_refused(env, files, tmp_path):
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(files["top"].read_text()[:200])
+    empty = tmp_path / "empty.json"
+    empty.write_text("")
+    refused(run(env, "verify", truncated, "--lut", files["table"]), "not valid JSON")
+    refused(run(env, "verify", empty, "--lut", files["table"]), "not valid JSON")
+    outside = tmp_path / "arch.json"
+    arch = json.loads(Path(pretrained.baselines(pretrained.DEFAULT)[0]).read_text())
+    outside.write_text(json.dumps({**arch, "width": 100}))
+    refused(run(env, "estimate", outside), "width")
+    refused(run(env, "search", "--budget", "40ms", "--device", "tpu", "--run-dir", tmp_path), "unknown device")
+    refused(run(env, "search", "--budget", "40ms", "--environment", "mars", "--shared-weight-wer",
+                "--lut", files["table"], "--run-dir", tmp_path), "mars")
+    other_space = edited_json(files["table"], tmp_path / "table.json", lambda d: d["space"].update(widths=[96, 128]))
+    refused(run(env, "search", "--budget", "40ms", "--lut", other_space, "--run-dir", tmp_path), "space")
+    store = tmp_path / "store" / "evals.sqlite"
+    store.parent.mkdir()
+    store.write_bytes(b"SQLite format 3\x00" + b"\x00" * 50)
+    refused(run(env, "fit", "--run-dir", store.parent), "evals.sqlite")
+    assert not (tmp_path / "top.json").exists() and not (store.parent / "predictor.json").exists()
+
+
+def test_a_budget_below_the_fastest_model_is_refused_before_the_search(env, files, tmp_path):
+    out = tmp_path / "search" / "top.json"
+    refused(run(env, "search", "--budget", "0.5ms", "--lut", files["table"], "--run-dir", tmp_path, "--out", out),
+            "below the fastest latency")
+    assert not out.parent.exists()

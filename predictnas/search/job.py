@@ -147,7 +147,6 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
     """
     if settings.rescore and measure is None:
         raise PredictnasError("rescoring finalists needs the supernet that the predictor was fit on")
-    check_writable(Path(out).parent)
     if predictor.space.config != table.space:
         raise PredictnasError(f"the predictor was fit on space {predictor.space.config.name!r} and the latency "
                               f"table is for {table.space.name!r} (or their sizes differ); use matching ones")
@@ -165,6 +164,7 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
     scorer = ScannedSample(cost_scorer, seed=settings.seed)
     problem = Problem(predictor.space, scorer, estimator, settings.budget_ms, lam=settings.lam,
                       max_params=settings.max_params, max_memory_bytes=settings.max_memory_bytes)
+    check_writable(Path(out).parent)  # after the checks of the input, before the minutes of search
     if settings.pareto:
         algorithm = NSGA2(population_size=settings.population or 10_000, top_k=max(settings.top_k, 100))
     else:
