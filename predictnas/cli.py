@@ -14,7 +14,7 @@ import numpy as np
 
 from . import __version__
 from .complexity import param_counts, param_range
-from .errors import PredictnasError
+from .errors import PredictnasError, one_line
 from .io import read_json
 from .cli_options import TRAINING_PRESETS, FiniteFloat, data_options, no_progress_option, run_dir_option
 from .space import BLOCK_FIELDS, DEFAULT_SPACE, GLOBAL_FIELDS, SPACES, Arch, SearchSpace, get_space
@@ -24,8 +24,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except PredictnasError as e:
-            click.echo(f"error: {e}", err=True)
+        except PredictnasError as e:  # one line, whatever a library's message quoted in it looked like
+            click.echo(f"error: {one_line(e)}", err=True)
             ctx.exit(2)
 
 

@@ -313,9 +313,16 @@ def labelled_loss(out: SubnetOutput, batch, config: TrainConfig) -> Tensor:
 
 
 def _backward(loss: Tensor, step: int) -> None:
-    if not torch.isfinite(loss):
-        raise PredictnasError(f"training diverged at step {step} (loss {float(loss)}); lower the peak learning rate")
+    check_finite_loss(float(loss.detach()), step)
     loss.backward()
+
+
+def check_finite_loss(loss: float, step: int) -> None:
+    """Stop at a NaN or infinite loss, before the optimizer step: the weights and the last checkpoint are
+    still the last good ones."""
+    if not math.isfinite(loss):
+        raise PredictnasError(f"training diverged at step {step} (loss {loss}); the checkpoint keeps the last "
+                              "good step: lower the peak learning rate and start afresh")
 
 
 class Trainer:
@@ -400,6 +407,9 @@ class Trainer:
                   "audio_seconds": float(batch.feature_lengths.sum()) / self.frames_per_second}
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None):
             record.update(self.objective(self.net, features, batch, step, cfg, np.random.default_rng(seed)))
+        for name, value in record.items():  # whatever the objective reports as a loss
+            if name.startswith("loss"):
+                check_finite_loss(value, step)
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
         self.optimizer.step()
         return record
@@ -432,7 +442,7 @@ class Trainer:
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # a checkpoint is only ever replaced atomically, so this is foreign or corrupt
-            raise PredictnasError(f"{path}: unreadable checkpoint ({e}); move it away to start afresh") from None
+            raise PredictnasError(f"{path}: unreadable checkpoint ({one_line(e, 160)}); move it away to start afresh") from None
         check_model_version(ckpt, path)
         if ckpt["config"] != self.config.to_dict() or ckpt["data"] != self.data_fingerprint:
             raise PredictnasError(f"{path}: written by a run with another configuration or data; "

@@ -230,3 +230,26 @@ def test_a_budget_below_the_fastest_model_is_refused_before_the_search(env, file
     refused(run(env, "search", "--budget", "0.5ms", "--lut", files["table"], "--run-dir", tmp_path, "--out", out),
             "below the fastest latency")
     assert not out.parent.exists()
+
+
+class _RunsCode:
+    """A pickle that would create a file when loaded by an unrestricted unpickler."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_crafted_pickle_is_refused_and_never_run(env, tmp_path):
+    marker = tmp_path / "ran"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save({"config": _RunsCode(marker), "weights": {}}, run_dir / "supernet.pt")
+    arch = tmp_path / "arch.json"
+    arch.write_text(Path(pretrained.baselines(pretrained.DEFAULT)[0]).read_text())
+    refused(run(env, "eval", arch, "--run-dir", run_dir, "--no-progress"), "not a predictnas supernet")
+    torch.save({"step": _RunsCode(marker)}, run_dir / "train_checkpoint.pt")
+    refused(run(env, "train", "--preset", "tiny", "--run-dir", run_dir, "--no-progress"), "unreadable checkpoint")
+    assert not marker.exists()

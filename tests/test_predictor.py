@@ -231,6 +231,19 @@ def test_a_killed_sample_run_resumes_without_losing_or_duplicating(env, sampled,
         assert {r[0] for r in rows} == {r.arch_id for r in full.records("dev")[:16]}
 
 
+def test_two_sample_processes_on_one_store_neither_lose_nor_duplicate(env, sampled, tmp_path):
+    (tmp_path / "supernet.pt").symlink_to(sampled / "supernet.pt")
+    args = ("sample", "--run-dir", tmp_path, "--n", 16, "--repeat", 0, "--no-proxies", "--no-progress")
+    procs = [start(env, *args) for _ in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err
+    rows = _rows(tmp_path / "evals.sqlite")
+    assert len(rows) == len(set(rows)) == 16
+    with SQLiteStore(sampled / "evals.sqlite") as full:
+        assert {r[0] for r in rows} == {r.arch_id for r in full.records("dev")[:16]}
+
+
 def test_sample_draws_every_second_subnet_near_the_largest_unless_uniform_only(env, sampled, tmp_path):
     with SQLiteStore(sampled / "evals.sqlite") as store:
         space = SearchSpace(store.space_config())

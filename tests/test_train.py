@@ -290,3 +290,31 @@ def test_utterances_too_short_for_ctc_are_found():
     # 20 feature frames give 5 output frames, 12 give 3; "abba" needs 5 (a blank between the b's), "abbba" 7
     targets = [torch.tensor([1, 2, 2, 1]), torch.tensor([1, 2, 2, 2, 1]), torch.tensor([1, 2, 3, 4, 5])]
     assert ctc_infeasible(torch.tensor([20, 20, 12]), targets).tolist() == [False, True, True]
+
+
+def test_a_diverged_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    from predictnas.data.dataset import Batch
+    from predictnas.train import CHECKPOINT, SingleModelObjective, Trainer
+    from predictnas.supernet import Subnet
+
+    space = get_space("speech-tiny")
+    generator = torch.Generator().manual_seed(0)
+    batch = Batch(torch.randn(2, 120, space.config.n_mels, generator=generator), torch.tensor([120, 90]),
+                  torch.randint(1, space.config.vocab_size, (2, 6), generator=generator), torch.tensor([6, 4]),
+                  torch.tensor([0, -1]), [None, None], ["", ""], torch.tensor([0, 1]))
+
+    class DivergesAtStep3(SingleModelObjective):  # a real step, whose reported loss turns into NaN at step 3
+        def __call__(self, model, features, batch, step, config, rng):
+            record = super().__call__(model, features, batch, step, config, rng)
+            return {**record, "loss": float("nan")} if step == 3 else record
+
+    model = Subnet(largest_arch(space), space.config)
+    trainer = Trainer(model, TrainConfig(steps=6, warmup_steps=1, checkpoint_every_steps=1),
+                      batches=lambda epoch, g: [batch], run_dir=tmp_path, objective=DivergesAtStep3(),
+                      save=lambda net, path: None)
+    with pytest.raises(PredictnasError, match="diverged at step 3"):
+        trainer.fit(progress=False)
+    checkpoint = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    assert checkpoint["step"] == 3  # steps 0-2 done, step 3 never applied
+    assert all(torch.isfinite(v).all() for v in checkpoint["supernet"].values())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in checkpoint["supernet"].items())
