@@ -20,6 +20,7 @@ agreed within +-10 % for 100 % of them (MAPE 2.0 %), against 97 % (3.2 %) for th
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -61,6 +62,7 @@ class Protocols:
     reference_runs: int = 200  # runs of the reference alone for its nominal latency
     normalize: bool = True  # scale models and entries by the reference's drift (see the module docstring)
     rescale_every: int = 10  # entries between two checks of the reference's drift
+    speed_probe: bool = True  # a table's users time the reference against its reference_ms (hardware gap)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "entry": asdict(self.entry), "model": asdict(self.model)}
@@ -83,7 +85,7 @@ register_protocols(Protocols(
     "quick",
     entry=Protocol(warmup=1, min_runs=3, max_runs=5, seconds=0.0, sessions=1, max_cv=1.0, retries=0),
     model=Protocol(warmup=1, min_runs=3, max_runs=3, seconds=0.0, sessions=1, max_cv=1.0, retries=0),
-    reference_runs=10,
+    reference_runs=10, speed_probe=False,
 ))
 
 
@@ -124,6 +126,14 @@ class Reference:
         for _ in range(warmup):
             self.session.run(None, self.graph.feeds)
         return float(np.median([_time_once(self.session, self.graph.feeds) for _ in range(runs)]) * 1e3)
+
+
+@functools.lru_cache(maxsize=None)
+def reference_now_ms(device_name: str, runs: int) -> float:
+    """The reference graph's nominal latency on this machine now (once per process and device)."""
+    from .devices import get_device
+
+    return Reference(get_device(device_name), reference_graph()).nominal_ms(runs)
 
 
 def reference_graph(frames: int = 512, width: int = 256, hidden: int = 512, layers: int = 1) -> Graph:
