@@ -286,6 +286,7 @@ def test_calibrate_on_verified_models_then_search_for_their_finetuned_wer(env, e
                           "--out", tmp_path / "env" / "top.json"), "estimates WER over every environment")
 
 
+@pytest.mark.slow
 def test_verify_resumes_after_a_kill_and_keeps_finished_models(env, experiment, bundle_path, tmp_path):
     out = tmp_path / "verify"
     proc = start(env, "verify", bundle_path, "--lut", experiment["lut"], "--finetune-steps", 2, "--protocol",
