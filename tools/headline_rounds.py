@@ -92,7 +92,7 @@ def main() -> None:
                                              "--from-scratch"), label) if r["kind"] == "nas"]
     (out / "rounds.json").write_text(json.dumps({"steps": args.steps, "rows": found}, indent=2))
     environments = sorted({e for r in found for e in r["wer"] if e != "all"})
-    print(f"\n| round | model | start | " + " | ".join(f"WER {e} %" for e in environments) +
+    print("\n| round | model | start | " + " | ".join(f"WER {e} %" for e in environments) +
           " | WER all % | intent % | latency ms | predicted WER % | predicted ms |")
     print("|---" * (8 + len(environments)) + "|")
     for r in found:
