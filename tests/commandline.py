@@ -30,3 +30,17 @@ def one_error_line(result: subprocess.CompletedProcess, message: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def tiny_experiment(env: dict, run_dir: Path, *sample_args) -> dict:
+    """The tiny preset trained briefly, sampled (``sample_args``), a predictor fit on it and a quick latency
+    table: what the search and verify tests start from."""
+    for args in (("train", "--preset", "tiny", "--steps", 12), ("sample", *sample_args, "--no-progress"),
+                 ("fit", "--folds", 3)):
+        result = run(env, *args, "--run-dir", run_dir)
+        assert result.returncode == 0, result.stderr
+    lut = run_dir / "tiny-lut.json"
+    result = run(env, "build-lut", "--space", "speech-tiny", "--input-seconds", "0.5", "--protocol", "quick",
+                 "--calibration", "4", "--heldout", "3", "--no-progress", "--out", lut)
+    assert result.returncode == 0, result.stderr
+    return {"run_dir": run_dir, "lut": lut}

@@ -92,7 +92,7 @@ def test_missing_files_and_bad_supernets_are_one_line_errors(tmp_path):
     result = run("export", CONFORMER_M, "--out", tmp_path / "m.onnx", "--supernet", bad)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: {bad}: not a predictnas supernet checkpoint ('config')"]
+        f"error: {bad}: not a predictnas supernet checkpoint (KeyError: 'config')"]
 
 
 def test_ci_runs_the_readme_test_command():

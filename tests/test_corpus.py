@@ -222,6 +222,7 @@ def test_incomplete_corpora_are_not_complete(tmp_path, monkeypatch):
     assert not (root / other.dirname).exists() and not list(root.glob(".*partial*"))
 
 
+@pytest.mark.slow
 def test_a_killed_build_leaves_no_corpus_and_is_cleaned_up(tmp_path):
     root = tmp_path / "root"
     # The killed builder renders slowly, so it is surely mid-build when the kill comes.

@@ -12,8 +12,8 @@ from predictnas.predictor.finetune import (DEFAULT_DESCRIPTORS, FLOPS_FRAMES, Fi
                                            fit_calibration, fit_monotone_calibration, verified_models)
 from predictnas.space import get_space
 
-RECIPE = {"finetune_steps": 400, "from_scratch": False, "peak_lr": 1e-3, "batch_seconds": 40.0, "split": "test",
-          "seed": 0}
+RECIPE = {"finetune_steps": 400, "from_scratch": False, "peak_lr": 1e-3, "batch_seconds": 40.0, "precision": "auto",
+          "split": "test", "seed": 0}
 # shared-weight dev WER, parameters and fine-tuned WER of six models verified on a small-preset run (lexicon decoding)
 SHARED = np.array([0.923, 0.857, 0.707, 0.481, 0.838, 0.372])
 PARAMS = np.array([361_093, 1_208_277, 3_767_197, 3_770_293, 758_989, 6_886_517])
@@ -114,6 +114,10 @@ def test_verify_runs_pool_one_row_per_model_and_only_of_one_recipe():
     mixed = verification([("x", 0.7), ("y", 0.8)])
     mixed["models"][1]["training"] = {"from_scratch": True}
     assert [m["arch_id"] for m in verified_models([("m.json", mixed)])[1]] == ["x"]
+    # verify runs from before the precision was recorded trained in float32
+    before = verification([("x", 0.7)])
+    del before["settings"]["precision"]
+    assert verified_models([("old.json", before)])[0]["precision"] == "fp32"
     with pytest.raises(PredictnasError, match="c.json: not a verify.json"):
         verified_models([("c.json", {"settings": RECIPE, "models": [{"name": "x"}]})])
 

@@ -78,6 +78,7 @@ def table(built):
     return LatencyTable.load(built[0])
 
 
+@pytest.mark.slow
 def test_a_killed_build_resumes_without_measuring_again(built, table):
     out, snapshot, resumed = built
     assert "resuming" in resumed.stderr and not out.with_name("tiny.partial.json").exists()

@@ -16,29 +16,19 @@ import torch
 from predictnas.bundle import Bundle
 from predictnas.complexity import param_counts
 from predictnas.space import SearchSpace, get_space
-from predictnas.search import Problem, Scores
-from predictnas.search.job import SearchSettings, distinct_picks, parse_bytes, parse_count, parse_latency_ms
+from predictnas.search import Scores
+from predictnas.search.job import distinct_picks, parse_bytes, parse_count, parse_latency_ms
 from predictnas.errors import PredictnasError
 from predictnas.predictor import AccuracyPredictor, SQLiteStore
 from predictnas.predictor.finetune import FinetuneCalibration, descriptor_columns
 from predictnas.report import predicted_wer_of
 
-from commandline import REPO, one_error_line, run, start
+from commandline import REPO, one_error_line, run, start, tiny_experiment
 
 
 @pytest.fixture(scope="module")
 def experiment(env, tmp_path_factory) -> dict:
-    run_dir = tmp_path_factory.mktemp("run")
-    for args in (("train", "--preset", "tiny", "--steps", 12),
-                 ("sample", "--n", 16, "--repeat", 0, "--no-proxies", "--no-progress"),
-                 ("fit", "--folds", 3)):
-        result = run(env, *args, "--run-dir", run_dir)
-        assert result.returncode == 0, result.stderr
-    lut = run_dir / "tiny-lut.json"
-    result = run(env, "build-lut", "--space", "speech-tiny", "--input-seconds", "0.5", "--protocol", "quick",
-                 "--calibration", "4", "--heldout", "3", "--no-progress", "--out", lut)
-    assert result.returncode == 0, result.stderr
-    return {"run_dir": run_dir, "lut": lut}
+    return tiny_experiment(env, tmp_path_factory.mktemp("run"), "--n", 16, "--repeat", 0, "--no-proxies")
 
 
 def budget_ms(experiment) -> float:
@@ -296,6 +286,7 @@ def test_calibrate_on_verified_models_then_search_for_their_finetuned_wer(env, e
                           "--out", tmp_path / "env" / "top.json"), "estimates WER over every environment")
 
 
+@pytest.mark.slow
 def test_verify_resumes_after_a_kill_and_keeps_finished_models(env, experiment, bundle_path, tmp_path):
     out = tmp_path / "verify"
     proc = start(env, "verify", bundle_path, "--lut", experiment["lut"], "--finetune-steps", 2, "--protocol",

@@ -211,6 +211,7 @@ def test_sample_fills_the_store_and_a_second_run_skips_everything(env, sampled):
     assert again.returncode == 0 and "0 subnets evaluated now, 36 already stored" in again.stdout
 
 
+@pytest.mark.slow
 def test_a_killed_sample_run_resumes_without_losing_or_duplicating(env, sampled, tmp_path):
     store = tmp_path / "evals.sqlite"
     (tmp_path / "supernet.pt").symlink_to(sampled / "supernet.pt")
@@ -231,6 +232,7 @@ def test_a_killed_sample_run_resumes_without_losing_or_duplicating(env, sampled,
         assert {r[0] for r in rows} == {r.arch_id for r in full.records("dev")[:16]}
 
 
+@pytest.mark.slow
 def test_two_sample_processes_on_one_store_neither_lose_nor_duplicate(env, sampled, tmp_path):
     (tmp_path / "supernet.pt").symlink_to(sampled / "supernet.pt")
     args = ("sample", "--run-dir", tmp_path, "--n", 16, "--repeat", 0, "--no-proxies", "--no-progress")

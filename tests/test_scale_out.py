@@ -20,7 +20,7 @@ import torch
 
 from predictnas.predictor import SQLiteStore
 
-from commandline import run, start
+from commandline import run, start, tiny_experiment
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -49,17 +49,7 @@ def cluster(env):
 @pytest.fixture(scope="module")
 def experiment(env, tmp_path_factory) -> dict:
     """A tiny supernet, its store evaluated by local processes (the reference), a predictor, a table."""
-    run_dir = tmp_path_factory.mktemp("run")
-    for args in (("train", "--preset", "tiny", "--steps", 12),
-                 ("sample", "--n", 12, "--repeat", 2, "--no-progress"),
-                 ("fit", "--folds", 3)):
-        result = run(env, *args, "--run-dir", run_dir)
-        assert result.returncode == 0, result.stderr
-    lut = run_dir / "tiny-lut.json"
-    result = run(env, "build-lut", "--space", "speech-tiny", "--input-seconds", "0.5", "--protocol", "quick",
-                 "--calibration", "4", "--heldout", "3", "--no-progress", "--out", lut)
-    assert result.returncode == 0, result.stderr
-    return {"run_dir": run_dir, "lut": lut}
+    return tiny_experiment(env, tmp_path_factory.mktemp("run"), "--n", 12, "--repeat", 2)
 
 
 def records(path: Path) -> dict:

@@ -29,6 +29,7 @@ def trained(env, tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_killed_training_run_resumes_and_ends_like_an_uninterrupted_one(env, trained, tmp_path):
     proc = start(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 60)
     checkpoint = tmp_path / "train_checkpoint.pt"

@@ -41,7 +41,8 @@ SOURCES = ("wer/all", "cer/all")  # shared-weight dev metrics over every environ
 DEFAULT_SOURCE = "wer/all"
 FLOPS_FRAMES = 300  # FLOPs of 3 s of input: the order of a spoken command (only the log's differences matter)
 # what changes the fine-tuned WER of a model besides the model: verify runs pooled must agree on these
-RECIPE_FIELDS = ("finetune_steps", "from_scratch", "peak_lr", "batch_seconds", "split", "seed")
+RECIPE_FIELDS = ("finetune_steps", "from_scratch", "peak_lr", "batch_seconds", "precision", "split", "seed")
+RECIPE_BEFORE = {"precision": "fp32"}  # what verify runs from before a field was recorded used
 
 
 def _log10_params(space, genes: np.ndarray) -> np.ndarray:
@@ -163,7 +164,8 @@ def verified_models(verifications: list[tuple[str, dict]]) -> tuple[dict, list[d
     for source, verification in verifications:
         try:
             settings = verification["settings"]
-            this = {k: settings[k] for k in RECIPE_FIELDS}
+            this = {k: settings[k] if k in settings or k not in RECIPE_BEFORE else RECIPE_BEFORE[k]
+                    for k in RECIPE_FIELDS}
             rows = [{"name": m["name"], "arch_id": m["arch_id"], "arch": m["arch"],
                      "finetuned_wer": float(m["measured"]["wer"]["all"]), "verify": source}
                     for m in verification["models"]
