@@ -121,11 +121,10 @@ def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supe
     latencies = estimator.estimate(genes) if estimator is not None else [None] * len(archs)
     try:
         protocols = {"dev", protocol} | ({INT8_PROTOCOL} if store.stored_ids(INT8_PROTOCOL) else set())
-        todo = []
-        for p in sorted(protocols):
-            stored = store.stored_ids(p)
-            todo += [_job(p, a, t, p == "dev") for a, t in {a.arch_id: (a, t) for a, t in zip(archs, latencies)
-                                                              if a.arch_id not in stored}.values()]
+        unique = {a.arch_id: (a, t) for a, t in zip(archs, latencies)}
+        stored = {p: store.stored_ids(p) for p in protocols}
+        todo = [_job(p, a, t, p == "dev") for p in sorted(protocols) for a, t in unique.values()
+                if a.arch_id not in stored[p]]
         _run_jobs(todo, store, run_dir, supernet_path, workers, progress, ray_address)
         by_id = {r.arch_id: r for r in store.records(protocol)}
     finally:
