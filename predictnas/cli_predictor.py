@@ -28,10 +28,13 @@ from .errors import PredictnasError
               help="Every second subnet from around the largest (a random share of its choices redrawn, as the "
                    "supernet trains them) instead of the uniform pool; at equal size this ranks the subnets "
                    "near the largest better and the uniform ones no worse (tools/predictor_pools.py).")
+@click.option("--int8", is_flag=True,
+              help="Also score each subnet as the cpu-int8 device computes it (int8 weights, uint8 activations in "
+                   "every linear layer), so fit learns the int8 WER a cpu-int8 search optimizes.")
 @ray_address_option
 @no_progress_option
 def sample_command(n: int, run_dir: Path, supernet_path: Path | None, workers: int, repeat: int, lut_path: Path | None,
-                   no_proxies: bool, seed: int, around_largest: bool, ray_address: str | None,
+                   no_proxies: bool, seed: int, around_largest: bool, int8: bool, ray_address: str | None,
                    no_progress: bool) -> None:
     """Evaluate N subnets that cover the space with supernet weights; store them in RUN_DIR/evals.sqlite.
 
@@ -42,7 +45,7 @@ def sample_command(n: int, run_dir: Path, supernet_path: Path | None, workers: i
     summary = sample_subnets(run_dir, n, workers=workers, seed=seed, supernet_path=supernet_path,
                              estimator=_estimator_for(run_dir, supernet_path, lut_path), repeat=repeat,
                              with_proxies=not no_proxies, around_largest=around_largest, progress=not no_progress,
-                             ray_address=ray_address)
+                             ray_address=ray_address, int8=int8)
     click.echo(f"{summary.store}: {summary.evaluated} subnets evaluated now, {summary.skipped} already stored "
                f"({summary.requested} requested, {summary.repeats} repeated on the test split) in "
                f"{summary.seconds / 60:.1f} min")
@@ -126,8 +129,13 @@ def format_report(report: dict) -> str:
         if ceiling:
             lines.append(f"  {'noise ceiling (' + str(ceiling['subnets']) + ' subnets, dev vs test)':<{LABEL}}"
                          f"{_num(ceiling['kendall_tau']):>9}{_num(ceiling['spearman']):>10}{100 * ceiling['rmse']:>10.2f}")
-        else:
+        elif not target.startswith("int8/"):
             lines.append("  noise ceiling: not measured (run `predictnas sample --repeat 30`)")
+    agreement = report.get("int8_vs_float")
+    if agreement:
+        lines.append("\nint8 against float evaluations of the same subnets (rank agreement, RMSE in points):")
+        for target, m in agreement.items():
+            lines.append(f"  {target:<{LABEL}}{_num(m['kendall_tau']):>9}{_num(m['spearman']):>10}{100 * m['rmse']:>10.2f}")
     return "\n".join(lines)
 
 

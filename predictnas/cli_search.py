@@ -76,17 +76,17 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
         finetune = FinetuneCalibration.load(calibration_path)
         click.echo(f"optimizing the WER after fine-tuning ({calibration_path}; --shared-weight-wer to optimize "
                    "shared-weight WER instead)", err=True)
-    measure = None
+    meter = None
     if rescore:
         from .latency.estimate import LatencyEstimator
         from .predictor.runner import supernet_meter
 
         supernet = (predictor.supernet or {}).get("path") or run_dir / "supernet.pt"
-        measure = supernet_meter(finetune.source if finetune else predictor.target_for(environment), supernet, run_dir,
-                                 workers, LatencyEstimator(table), not no_progress, ray_address)
+        meter = lambda target: supernet_meter(target, supernet, run_dir, workers, LatencyEstimator(table),  # noqa: E731
+                                              not no_progress, ray_address)
     bundle = run_search(settings, table, predictor, out_path, predictor_path, not no_progress,
                         command=" ".join(["predictnas"] + sys.argv[1:]), log=lambda m: click.echo(m, err=True),
-                        measure=measure, finetune=finetune)
+                        meter=meter, finetune=finetune)
     stats = bundle.search
     click.echo(f"{stats['candidates']:,} candidates scored in {stats['seconds']:.1f} s "
                f"({stats['candidates_per_second']:,.0f}/s, {stats['generations']} generations); budget "

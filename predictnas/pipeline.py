@@ -117,11 +117,11 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
             step(n, f"search: {top} exists, kept (delete it to search again)")
             return
         step(n, f"searching under {budget_ms:g} ms for {settings.search_seconds:g} s{what}")
-        target = finetune.source if finetune else predictor.target_for(None)
-        measure = supernet_meter(target, supernet_path, run_dir, settings.workers, LatencyEstimator(table),
-                                 progress, settings.ray_address) if settings.rescore else None
+        def meter(target: str):
+            return supernet_meter(target, supernet_path, run_dir, settings.workers, LatencyEstimator(table),
+                                  progress, settings.ray_address)
         run_search(search_settings, table, predictor, top, predictor_path, progress=progress,
-                   command="predictnas run", log=log, measure=measure, finetune=finetune)
+                   command="predictnas run", log=log, meter=meter, finetune=finetune)
 
     def verify(top: Path, n: int) -> None:
         step(n, "verifying the picks" + (" and the hand-crafted baselines" if settings.baselines else ""))

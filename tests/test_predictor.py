@@ -365,3 +365,33 @@ def test_feature_spec_names_match_the_matrix():
     spec = FeatureSpec(("encoding", "closed_form"), space.config)
     x = spec.matrix(space, space.sample(50, np.random.default_rng(0)))
     assert x.shape == (50, len(spec.names(space))) and x.dtype == np.float32 and np.isfinite(x).all()
+
+
+def test_subnets_scored_in_int8_give_the_predictor_int8_targets_for_an_int8_search(env, sampled, tmp_path):
+    from dataclasses import replace
+
+    from predictnas.latency.table import LatencyTable, find_table
+    from predictnas.predictor.fitting import INT8, INT8_PROTOCOL
+    from predictnas.search.job import int8_target
+
+    (tmp_path / "supernet.pt").symlink_to(sampled / "supernet.pt")
+    result = run(env, "sample", "--run-dir", tmp_path, "--n", 12, "--repeat", 0, "--int8", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "24 subnets evaluated now" in result.stdout  # each in float and in int8
+    with SQLiteStore(tmp_path / "evals.sqlite") as store:
+        dev, int8 = store.records("dev"), store.records(INT8_PROTOCOL)
+    assert {r.arch_id for r in dev} == {r.arch_id for r in int8} and len(dev) == 12
+    assert all(set(a.wer) == set(b.wer) for a, b in zip(dev, int8))
+    fitted = run(env, "fit", "--run-dir", tmp_path, "--folds", 3)
+    assert fitted.returncode == 0, fitted.stderr
+    assert "int8 against float evaluations" in fitted.stdout
+    predictor = AccuracyPredictor.load(tmp_path / "predictor.json")
+    assert predictor.target_for(None, int8=True) == INT8 + "wer/all" and INT8 + "cer/all" in predictor.targets
+    float_table = LatencyTable.load(find_table("cpu", "speech-v1"))  # only its fingerprint's dtype matters here
+    int8_table = replace(float_table, device={**float_table.device,
+                                              "fingerprint": {**float_table.device["fingerprint"], "dtype": "int8"}})
+    notes = []
+    assert int8_target(predictor, int8_table, None, notes.append) == (True, None) and not notes
+    assert int8_target(predictor, float_table, None, notes.append) == (False, None)
+    float_only = replace(predictor, boosters={t: b for t, b in predictor.boosters.items() if not t.startswith(INT8)})
+    assert int8_target(float_only, int8_table, None, notes.append) == (False, None) and "float WER" in notes[-1]

@@ -221,9 +221,8 @@ def main() -> None:
         timing = table.check_device(allow_mismatch=True) is None
         settings = SearchSettings(budget_ms=parse_latency_ms(args.budget), top_k=3, seconds=60.0, rescore=32,
                                   time_finalists=32 if timing else 0, seed=args.seed)
-        measure = supernet_meter(predictor.target_for(None), work / SUPERNET, work, 1, estimator)
         run_search(settings, table, predictor, top, work / "predictor.json", command="tools/make_defaults.py",
-                   log=log, measure=measure)
+                   log=log, meter=lambda target: supernet_meter(target, work / SUPERNET, work, 1, estimator))
     if args.until == "search":
         return
     log("6/8 verify")

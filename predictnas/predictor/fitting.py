@@ -24,6 +24,8 @@ from .store import EvalRecord, EvalStore
 
 MIN_ROWS = 10
 NOISE_PROTOCOL = "repeat"
+INT8_PROTOCOL = "dev_int8"  # the dev evaluation as the cpu-int8 device computes (predictnas.quantization)
+INT8 = "int8/"  # prefix of the targets fitted on those evaluations: int8/wer/all...
 
 
 def rank_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
@@ -71,7 +73,10 @@ def single_feature_baselines(space: SearchSpace, genes: np.ndarray, y: np.ndarra
 
 
 def noise_ceiling(store: EvalStore, target: str) -> dict[str, float] | None:
-    """Rank agreement between the dev evaluation and the repeated one, on the subnets that have both."""
+    """Rank agreement between the dev evaluation and the repeated one, on the subnets that have both (the
+    repeats are float evaluations: none for an int8 target)."""
+    if target.startswith(INT8):
+        return None
     repeats = {r.arch_id: r for r in store.records(NOISE_PROTOCOL)}
     pairs = [(r, repeats[r.arch_id]) for r in store.records("dev") if r.arch_id in repeats]
     if len(pairs) < 3:
@@ -82,7 +87,9 @@ def noise_ceiling(store: EvalStore, target: str) -> dict[str, float] | None:
 
 
 def data_hash(records: list[EvalRecord], targets: list[str]) -> str:
-    rows = sorted((r.arch_id, [target_values([r], t)[0] for t in targets]) for r in records)
+    """The float targets' values (int8 targets come from other rows; a fit records them in its metrics)."""
+    rows = sorted((r.arch_id, [target_values([r], t)[0] for t in targets if not t.startswith(INT8)])
+                  for r in records)
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
 
@@ -113,9 +120,16 @@ def fit_predictor(store: EvalStore, space: SearchSpace, spec: FeatureSpec, folds
         for groups in (("encoding",), ("encoding", "closed_form"), ("encoding", "closed_form", "proxies")):
             if groups != spec.groups and (has_proxies or "proxies" not in groups):
                 alternatives.append(FeatureSpec(groups, spec.space, spec.reference_frames))
+    int8 = {r.arch_id: r for r in store.records(INT8_PROTOCOL)}
+    if int8 and not all(r.arch_id in int8 for r in records):
+        raise PredictnasError(f"{sum(r.arch_id in int8 for r in records)} of {len(records)} stored subnets have an "
+                              "int8 evaluation; run `predictnas sample --int8` again to complete them")
+    values = {t: target_values(records, t) for t in targets}
+    if int8:
+        values.update({INT8 + t: target_values([int8[r.arch_id] for r in records], t) for t in targets})
+        report["int8_vs_float"] = {t: rank_metrics(values[t], values[INT8 + t]) for t in targets}
     boosters = {}
-    for target in targets:
-        y = target_values(records, target)
+    for target, y in values.items():
         entry = {"cv": {",".join(s.groups): cross_validate(s, space, genes, y, proxies if s.needs_proxies else None,
                                                            folds) for s in alternatives},
                  "baselines": single_feature_baselines(space, genes, y, proxies),
@@ -127,5 +141,5 @@ def fit_predictor(store: EvalStore, space: SearchSpace, spec: FeatureSpec, folds
     metrics = {t: {"cv": e["cv"][",".join(spec.groups)], "noise_ceiling": e["noise_ceiling"], "trees": e["trees"]}
                for t, e in report["targets"].items()}
     supernet = getattr(store, "info", {})
-    predictor = AccuracyPredictor(spec, boosters, metrics, data_hash(records, targets), len(records), supernet)
+    predictor = AccuracyPredictor(spec, boosters, metrics, data_hash(records, list(values)), len(records), supernet)
     return predictor, report

@@ -82,9 +82,14 @@ class AccuracyPredictor:
     def targets(self) -> list[str]:
         return list(self.boosters)
 
-    def target_for(self, environment: str | None) -> str:
-        target = f"wer/{environment or 'all'}"
+    def target_for(self, environment: str | None, int8: bool = False) -> str:
+        """The WER target of ``environment`` (all by default); with ``int8``, the WER as the int8 device
+        computes it (fitted where ``sample --int8`` scored the subnets in int8)."""
+        target = ("int8/" if int8 else "") + f"wer/{environment or 'all'}"
         if target not in self.boosters:
+            if int8 and f"wer/{environment or 'all'}" in self.boosters:
+                raise PredictnasError("the predictor has no int8 WER model: score the subnets in int8 with "
+                                      "`predictnas sample --int8`, then fit again")
             known = [t.split("/", 1)[1] for t in self.boosters if t.startswith("wer/")]
             raise PredictnasError(f"the predictor has no WER model for environment {environment!r}; it has "
                                   f"{', '.join(known)}")

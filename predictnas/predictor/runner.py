@@ -33,10 +33,11 @@ from ..executor import make_executor
 from ..io import atomic_path
 from ..experiment import decoder_for, load_split, load_trained_supernet, supernet_file
 from ..supernet import load_supernet
+from ..quantization import int8_model
 from ..space import SearchSpace
 from ..train import largest_arch, smallest_arch
 from .features import REFERENCE_FRAMES
-from .fitting import NOISE_PROTOCOL, target_values
+from .fitting import INT8, INT8_PROTOCOL, NOISE_PROTOCOL, target_values
 from .proxies import PROXIES, compute_proxies
 from .sampling import coverage_sample
 from .store import EvalRecord, SQLiteStore
@@ -44,7 +45,7 @@ from .store import EvalRecord, SQLiteStore
 STORE = "evals.sqlite"
 EVAL_BATCH_SECONDS = 120.0
 PROXY_BATCH_SIZE = 16
-_SPLIT_OF = {"dev": "dev", NOISE_PROTOCOL: "test"}
+_SPLIT_OF = {"dev": "dev", NOISE_PROTOCOL: "test", INT8_PROTOCOL: "dev"}
 
 
 @dataclass(frozen=True)
@@ -79,23 +80,24 @@ def supernet_info(supernet, path: Path, fingerprint: str) -> dict:
 def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0, supernet_path: Path | None = None,
                    estimator=None, repeat: int = 0, with_proxies: bool = True, progress: bool = True,
                    store_path: Path | None = None, around_largest: bool = True,
-                   ray_address: str | None = None) -> SampleSummary:
+                   ray_address: str | None = None, int8: bool = False) -> SampleSummary:
     """Evaluate the first ``n`` subnets of the covering sample that the store does not hold yet
     (with ``around_largest``, the default, every second one from around the largest; see
-    :func:`coverage_sample`), on ``workers`` local processes or the Ray cluster at ``ray_address``."""
+    :func:`coverage_sample`), on ``workers`` local processes or the Ray cluster at ``ray_address``; with
+    ``int8``, each also as the cpu-int8 device computes it (the ``dev_int8`` protocol)."""
     space, store, supernet_path = _open_store(run_dir, supernet_path, store_path, {"sample_seed": str(seed)}, progress)
     anchors = np.stack([space.encode(largest_arch(space)), space.encode(smallest_arch(space))])
     genes = coverage_sample(space, n, seed, cost=estimator.estimate if estimator is not None else None,
                             anchors=anchors, centre=anchors[0] if around_largest else None)
     latencies = estimator.estimate(genes) if estimator is not None else [None] * len(genes)
     jobs = []
-    for protocol, count in (("dev", n), (NOISE_PROTOCOL, min(repeat, n))):
+    for protocol, count in (("dev", n), (NOISE_PROTOCOL, min(repeat, n)), (INT8_PROTOCOL, n if int8 else 0)):
         stored = store.stored_ids(protocol)
         for row, latency in zip(genes[:count], latencies[:count]):
             arch = space.decode(row)
             if arch.arch_id not in stored:
                 jobs.append(_job(protocol, arch, latency, with_proxies))
-    skipped = n + min(repeat, n) - len(jobs)
+    skipped = n * (2 if int8 else 1) + min(repeat, n) - len(jobs)
     start = time.perf_counter()
     try:
         evaluated = _run_jobs(jobs, store, run_dir, supernet_path, workers, progress, ray_address)
@@ -106,20 +108,25 @@ def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0,
 
 def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supernet_path: Path | None = None,
                   estimator=None, progress: bool = True, store_path: Path | None = None,
-                  ray_address: str | None = None) -> list[EvalRecord]:
-    """Dev-set evaluations of the rows ``genes`` with the supernet's weights, in their order.
+                  ray_address: str | None = None, protocol: str = "dev") -> list[EvalRecord]:
+    """Dev-set evaluations of the rows ``genes`` with the supernet's weights, in their order (``protocol``
+    ``dev_int8``: as the int8 device computes).
 
     The evaluations go into the run's store like ``sample``'s (with proxies), so the next ``fit`` learns
-    from them too; rows the store holds already are read back, not evaluated again.
+    from them too, in int8 as well where the store has int8 evaluations; rows the store holds already are
+    read back, not evaluated again.
     """
     space, store, supernet_path = _open_store(run_dir, supernet_path, store_path, {}, progress)
     archs = [space.decode(row) for row in np.asarray(genes)]
     latencies = estimator.estimate(genes) if estimator is not None else [None] * len(archs)
     try:
-        stored = store.stored_ids("dev")
-        todo = {a.arch_id: _job("dev", a, t, True) for a, t in zip(archs, latencies) if a.arch_id not in stored}
-        _run_jobs(list(todo.values()), store, run_dir, supernet_path, workers, progress, ray_address)
-        by_id = {r.arch_id: r for r in store.records("dev")}
+        protocols = {"dev", protocol} | ({INT8_PROTOCOL} if store.stored_ids(INT8_PROTOCOL) else set())
+        unique = {a.arch_id: (a, t) for a, t in zip(archs, latencies)}
+        stored = {p: store.stored_ids(p) for p in protocols}
+        todo = [_job(p, a, t, p == "dev") for p in sorted(protocols) for a, t in unique.values()
+                if a.arch_id not in stored[p]]
+        _run_jobs(todo, store, run_dir, supernet_path, workers, progress, ray_address)
+        by_id = {r.arch_id: r for r in store.records(protocol)}
     finally:
         store.close()
     return [by_id[a.arch_id] for a in archs]
@@ -127,17 +134,21 @@ def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supe
 
 def supernet_meter(target: str, supernet_path: str | Path, run_dir: str | Path, workers: int = 1, estimator=None,
                    progress: bool = True, ray_address: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """``genes -> WER`` (or CER) on ``target`` (``"wer/<environment>"``, ``"cer/<environment>"``, as a
-    predictor names them), measured on the dev set with the weights of ``supernet_path`` (a file or
-    ``pretrained:<name>``); the evaluations go into ``run_dir``'s store."""
-    kind, _, environment = target.partition("/")
+    """``genes -> WER`` (or CER) on ``target`` (``"wer/<environment>"``, ``"cer/<environment>"``, or either
+    after ``int8/``, as a predictor names them), measured on the dev set with the weights of
+    ``supernet_path`` (a file or ``pretrained:<name>``); the evaluations go into ``run_dir``'s store."""
+    int8 = target.startswith(INT8)
+    metric = target.removeprefix(INT8)
+    kind, _, environment = metric.partition("/")
     if kind not in ("wer", "cer") or not environment:
-        raise PredictnasError(f"cannot measure target {target!r}: expected wer/<environment> or cer/<environment>")
+        raise PredictnasError(f"cannot measure target {target!r}: expected [int8/]wer/<environment> or "
+                              "[int8/]cer/<environment>")
     supernet_path = supernet_file(path=supernet_path)
 
     def measure(genes: np.ndarray) -> np.ndarray:
         return target_values(evaluate_rows(run_dir, genes, workers, supernet_path, estimator, progress,
-                                           ray_address=ray_address), target)
+                                           ray_address=ray_address, protocol=INT8_PROTOCOL if int8 else "dev"),
+                             metric)
 
     return measure
 
@@ -228,7 +239,10 @@ def _evaluate_job(job: tuple) -> EvalRecord:
     protocol, arch_dict, latency_ms, with_proxies = job
     supernet, space = _WORKER["supernet"], _WORKER["space"]
     arch = space.from_json(arch_dict)
-    result = evaluate(bind(supernet, arch), _batches(_SPLIT_OF[protocol]), CharTokenizer(), _WORKER["decoder"])
+    model = bind(supernet, arch)
+    if protocol == INT8_PROTOCOL:
+        model = int8_model(model)
+    result = evaluate(model, _batches(_SPLIT_OF[protocol]), CharTokenizer(), _WORKER["decoder"])
     row = space.encode(arch)[None]
     proxies, proxy_seconds = {}, 0.0
     if with_proxies and protocol == "dev":

@@ -23,6 +23,7 @@ from ..io import atomic_path, check_writable, write_json
 from ..latency.estimate import LatencyEstimator
 from ..latency.table import LatencyTable
 from ..latency.timing import time_architectures
+from ..predictor.fitting import INT8
 from .finalists import TIMED, confirm_picks, first_occurrences, measure_finalists, pick_measured
 from .ga import GeneticAlgorithm
 from .minimize import minimize
@@ -97,13 +98,30 @@ class ScannedSample:
         return scores
 
 
-def wer_model(predictor, environment: str | None, finetune=None) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
-    """What the search calls WER, and its prediction from gene rows: the predictor's WER for the
-    environment, or with a fine-tuning calibration the predictor's shared-weight ``finetune.source``
-    (and the architecture's descriptors) through it."""
+def int8_target(predictor, table, finetune, log: Callable[[str], None]) -> tuple[bool, object]:
+    """Whether WER means the WER as the int8 device computes it: on an int8 device's table, with a predictor
+    fitted on int8 evaluations (``sample --int8``). A fine-tuning calibration fitted on float WER does not
+    map int8 WER, so it is left aside then. Returns ``(int8, the calibration to use)``."""
+    if table.device.get("fingerprint", {}).get("dtype") != "int8":
+        return False, finetune
+    if not any(t.startswith(INT8) for t in predictor.targets):
+        log("note: ranking by float WER: the predictor has no int8 model (predictnas sample --int8, then fit)")
+        return False, finetune
+    if finetune is not None and not finetune.source.startswith(INT8):
+        log("note: optimizing the int8 WER with the supernet's weights (the fine-tuning calibration maps float WER)")
+        finetune = None
+    return True, finetune
+
+
+def wer_model(predictor, environment: str | None, finetune=None,
+              int8: bool = False) -> tuple[str, Callable[[np.ndarray], np.ndarray], str]:
+    """What the search calls WER, its prediction from gene rows, and the predictor target the supernet
+    measures for it: the predictor's WER for the environment (``int8``: as the int8 device computes it),
+    or with a fine-tuning calibration the predictor's shared-weight ``finetune.source`` (and the
+    architecture's descriptors) through it."""
     if finetune is None:
-        target = predictor.target_for(environment)
-        return target, lambda genes: predictor.predict(genes, target)
+        target = predictor.target_for(environment, int8)
+        return target, lambda genes: predictor.predict(genes, target), target
     if environment:
         raise PredictnasError("the fine-tuning calibration estimates WER over every environment; search without "
                               "--environment, or without the calibration")
@@ -114,7 +132,7 @@ def wer_model(predictor, environment: str | None, finetune=None) -> tuple[str, C
     if finetune.source not in predictor.boosters:
         raise PredictnasError(f"the predictor has no {finetune.source} model for the fine-tuning calibration; fit it again")
     return (f"finetuned wer/all from {' and '.join(finetune.inputs)}",
-            lambda genes: finetune(predictor.predict(genes, finetune.source), predictor.space, genes))
+            lambda genes: finetune(predictor.predict(genes, finetune.source), predictor.space, genes), finetune.source)
 
 
 def distinct_picks(scores: Scores, k: int) -> np.ndarray:
@@ -131,11 +149,11 @@ def distinct_picks(scores: Scores, k: int) -> np.ndarray:
 def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Path, predictor_path: Path,
                progress: bool = True, command: str = "",
                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
-               measure: Callable[[np.ndarray], np.ndarray] | None = None, finetune=None) -> Bundle:
+               meter: Callable[[str], Callable[[np.ndarray], np.ndarray]] | None = None, finetune=None) -> Bundle:
     """Search, then write ``out`` (top.json) with pareto.json and pareto.png beside it.
 
-    With ``settings.rescore`` = N and ``measure`` (gene rows -> their WER on the predictor's target, as
-    fractions, measured with the supernet's weights), N finalists are measured and the top-k is the best
+    With ``settings.rescore`` = N and ``meter`` (a predictor target -> a function from gene rows to their
+    value of that target, as fractions, measured with the supernet's weights), N finalists are measured and the top-k is the best
     of them by the reward on the measured WER (:mod:`predictnas.search.finalists`). With
     ``settings.time_finalists`` = M, max(N, M) finalists are measured and also timed on this machine (it
     must be the table's, see :mod:`predictnas.latency.timing`); only those within the budget can be
@@ -143,9 +161,10 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
 
     With ``finetune`` (a :class:`~predictnas.predictor.finetune.FinetuneCalibration`), WER means the WER
     ``verify`` will measure after fine-tuning: the predictor's shared-weight ``finetune.source`` through the
-    calibration, and ``measure`` must then measure that metric, which the calibration maps the same way.
+    calibration, and the supernet's measurement of that metric is mapped the same way. On an int8 device,
+    WER is the int8 WER where the predictor has it (:func:`int8_target`).
     """
-    if settings.rescore and measure is None:
+    if settings.rescore and meter is None:
         raise PredictnasError("rescoring finalists needs the supernet that the predictor was fit on")
     if predictor.space.config != table.space:
         raise PredictnasError(f"the predictor was fit on space {predictor.space.config.name!r} and the latency "
@@ -155,7 +174,9 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
         raise PredictnasError(f"cannot time finalists here for this table: {warning}")
     if warning:
         log(f"warning: hardware gap: {warning}; predicted latencies may not hold on this machine")
-    target, predict_wer = wer_model(predictor, settings.environment, finetune)
+    int8, finetune = int8_target(predictor, table, finetune, log)
+    target, predict_wer, measured_target = wer_model(predictor, settings.environment, finetune, int8)
+    measure = meter(measured_target) if settings.rescore else None
     estimator = LatencyEstimator(table, predictor.space)
     # Parameters and memory are scored for every candidate only when a budget needs them; the rows the
     # search returns get them afterwards either way.
