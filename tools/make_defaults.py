@@ -163,6 +163,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="Training device: cpu, cuda or auto.")
     parser.add_argument("--n", type=int, default=300, help="Subnets to evaluate.")
+    parser.add_argument("--int8", action="store_true",
+                        help="Also score the subnets as the cpu-int8 device computes them (int8 targets).")
     parser.add_argument("--budget", default="40ms")
     parser.add_argument("--finetune-steps", type=int, default=400)
     parser.add_argument("--until", choices=("train", "half", "sample", "fit", "search", "verify", "calibrate"),
@@ -202,7 +204,7 @@ def main() -> None:
     if args.until == "half":
         return
     log("3/8 sample")
-    sample_subnets(work, args.n, estimator=estimator, repeat=30, seed=args.seed)
+    sample_subnets(work, args.n, estimator=estimator, repeat=30, seed=args.seed, int8=args.int8)
     if args.until == "sample":
         return
     log("4/8 fit")
@@ -242,7 +244,8 @@ def main() -> None:
     train_cmd = (f"predictnas train --preset {args.preset} --seed {args.seed} --device {args.device}"
                  + (f" --steps {args.steps}" if args.steps else "") + " (then float16 weights: tools/make_defaults.py)")
     install(work, {"supernet": train_cmd,
-                   "store": f"predictnas sample --n {args.n} --repeat 30 --seed {args.seed}",
+                   "store": f"predictnas sample --n {args.n} --repeat 30 --seed {args.seed}"
+                            + (" --int8" if args.int8 else ""),
                    "predictor": "predictnas fit --features encoding,closed_form",
                    "finetune": f"predictnas search --budget {args.budget} --rescore 32 --time-finalists 32; "
                                f"predictnas verify top.json --baselines --finetune-steps {args.finetune_steps}; "
