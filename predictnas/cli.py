@@ -125,7 +125,8 @@ def corpus_command(preset: str, sample_rate: int, seed: int | None, root: Path |
 
 @main.command("train")
 @click.option("--preset", type=click.Choice(TRAINING_PRESETS), default="small", show_default=True,
-              help="Corpus, search space and training recipe (long: the shipped supernet's, about 2 h).")
+              help="Corpus, search space and training recipe (long: the shipped supernet's, about 2 h; refine: a "
+                   "second stage from --init-from).")
 @run_dir_option
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Override the preset's number of steps.")
 @click.option("--seed", type=int, default=None, help="Override the preset's training seed.")
@@ -133,10 +134,13 @@ def corpus_command(preset: str, sample_rate: int, seed: int | None, root: Path |
 @data_options
 @click.option("--device", default="cpu", show_default=True,
               help="Where training steps run: cpu, cuda (cuda:N) or auto (a GPU where PyTorch sees one).")
+@click.option("--init-from", default=None, metavar="SUPERNET",
+              help="Start from this trained supernet's weights (a file or pretrained:<name>) instead of random "
+                   "ones: a second stage of training, such as --preset refine.")
 @no_progress_option
 def train_command(preset: str, run_dir: Path, steps: int | None, seed: int | None, sample_rate: int,
                   train_data: Path | None, dev_data: Path | None, test_data: Path | None, resample: bool, device: str,
-                  no_progress: bool) -> None:
+                  init_from: str | None, no_progress: bool) -> None:
     """Train the once-for-all supernet (resumes from the run directory's checkpoint after a kill)."""
     from .experiment import DataSources, get_preset, train_supernet
     from .train import SUPERNET
@@ -144,7 +148,7 @@ def train_command(preset: str, run_dir: Path, steps: int | None, seed: int | Non
     sources = DataSources(corpus_preset=get_preset(preset).corpus, sample_rate=sample_rate, train=train_data,
                           dev=dev_data, test=test_data, resample=resample)
     train_supernet(run_dir, get_preset(preset), sources, steps=steps, seed=seed, device=device,
-                   progress=not no_progress)
+                   progress=not no_progress, init_from=init_from)
     summary = json.loads((run_dir / "train.json").read_text())
     click.echo(f"wrote {run_dir / SUPERNET} ({summary['steps']} steps, {summary['wall_seconds'] / 60:.1f} min)")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 # The names of experiment.PRESETS, here so the CLI starts without importing torch (a test keeps them equal)
-TRAINING_PRESETS = ("tiny", "small", "long")
+TRAINING_PRESETS = ("tiny", "small", "long", "refine")
 
 class FiniteFloat(click.FloatRange):
     """A float option that refuses nan and infinity (Python's float() accepts both)."""

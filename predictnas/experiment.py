@@ -22,6 +22,7 @@ from .data.features import FeatureConfig, SpecAugment
 from .data.manifest import Utterance, load_dataset
 from .decoding import Decoder, LexiconDecoder, lexicon_of
 from .errors import PredictnasError
+from . import pretrained
 from .space import SPACES
 from .supernet import Supernet, load_supernet
 from .supernet.subnet import output_lengths
@@ -73,6 +74,15 @@ PRESETS = {
                                      spec_augment_from=2000, frontend_match_weight=1.0,
                                      random_subnets=1, precision="auto", dropout=0.0,
                                      snapshot_every_steps=1000)),
+    # A second stage from a trained supernet's weights (train --preset refine --init-from SUPERNET.pt):
+    # sandwich steps only, at half the peak learning rate, each with one subnet near the largest and one
+    # uniformly scaled like a hand-designed Conformer (train.uniformly_scaled), which the first stage
+    # almost never drew.
+    "refine": Preset("refine", corpus="small", space="speech-v1",
+                     train=TrainConfig(steps=3000, batch_seconds=40.0, peak_lr=5e-4, warmup_steps=100,
+                                       distill_ramp_steps=1, frontend_match_weight=1.0, random_subnets=2,
+                                       subnet_draw="mixed", precision="auto", dropout=0.0,
+                                       snapshot_every_steps=1000)),
 }
 DEFAULT_PRESET = "small"
 
@@ -123,11 +133,19 @@ def feature_cache_dir(description: dict, run_dir: Path) -> Path:
 
 def train_supernet(run_dir: str | Path, preset: Preset, sources: DataSources, steps: int | None = None,
                    seed: int | None = None, progress: bool = True, device: str = "cpu",
-                   log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> Supernet:
+                   log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+                   init_from: str | Path | None = None) -> Supernet:
     """Train (or resume training) the supernet of ``preset`` in ``run_dir`` on ``device`` (cpu, cuda or
-    auto); returns the trained supernet, on the CPU."""
+    auto), from random weights or, with ``init_from``, from those of a trained supernet of the same space;
+    returns the trained supernet, on the CPU."""
     run_dir, device = Path(run_dir), training_device(device)  # refuse an unusable device before any work
     config = dataclasses.replace(preset.train, **{k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None})
+    if init_from is not None:  # absolute, so the checkpoint's configuration names it from anywhere
+        where = str(init_from)
+        config = dataclasses.replace(config, init_from=where if where.startswith("pretrained:") else
+                                     str(Path(where).resolve()))
+    if preset.name == "refine" and not config.init_from:
+        raise PredictnasError("the refine preset continues a trained supernet: pass --init-from SUPERNET.pt")
     splits, description = split_utterances(sources, progress)
     features = FeatureConfig(sample_rate=sources.sample_rate)
     cache = feature_cache_dir(description, run_dir)
@@ -148,6 +166,12 @@ def train_supernet(run_dir: str | Path, preset: Preset, sources: DataSources, st
                 "train_features": cache_key(splits["train"], features)}
     torch.manual_seed(config.seed)  # the initial weights are part of the run's result
     supernet = Supernet(space, dropout=config.dropout, metadata=metadata)
+    if config.init_from:
+        start = load_supernet(pretrained.resolve_supernet(config.init_from))
+        if start.space != space:
+            raise PredictnasError(f"--init-from {config.init_from}: a supernet of another space or data "
+                                  f"({start.space.name}, {start.space.n_intents} intents)")
+        supernet.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
     trainer = Trainer(
         supernet, config,
         batches=lambda epoch, generator: epoch_batches(train, intents, batch_seconds=config.batch_seconds,

@@ -50,7 +50,9 @@ from .supernet.supernet import check_model_version
 
 CHECKPOINT = "train_checkpoint.pt"
 SNAPSHOTS = "snapshots"  # snapshots/step-<N>.pt: the weights after N steps, in the artifact's format
-SUBNET_DRAWS = {"near_largest": None, "uniform": 1.0}  # the share of the largest's choices redrawn
+# the share of the largest's choices redrawn (None: drawn per subnet); "mixed" alternates the sandwich's
+# others between subnets near the largest and uniformly scaled ones (uniformly_scaled)
+SUBNET_DRAWS = {"near_largest": None, "uniform": 1.0, "mixed": None}
 SUPERNET = "supernet.pt"
 
 
@@ -65,7 +67,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     grad_clip: float = 5.0
     random_subnets: int = 2
-    subnet_draw: str = "near_largest"  # or "uniform": how variants and the sandwich's others are drawn
+    subnet_draw: str = "near_largest"  # "uniform" or "mixed": how variants and the sandwich's others are drawn
     distill_weight: float = 1.0
     intent_weight: float = 0.5
     dropout: float = 0.1
@@ -78,6 +80,7 @@ class TrainConfig:
     frontend_match_weight: float = 0.0
     precision: str = "fp32"  # "bf16": autocast matrix work to bfloat16; "auto": bf16 where the CPU has it
     seed: int = 0
+    init_from: str = ""  # a supernet file whose weights a fresh run starts from (a second stage of training)
     checkpoint_minutes: float = 3.0
     checkpoint_every_steps: int = 0  # 0: by time only; tests use steps to make the kill point exact
     snapshot_every_steps: int = 0  # > 0: keep the weights every that many steps (for WER against compute)
@@ -143,10 +146,36 @@ def near_largest(space: SearchSpace, n: int, rng: np.random.Generator, redraw: f
     return [space.decode(space.mutate(teacher, rng, rate=rate)[0]) for rate in rates]
 
 
-def sandwich(space: SearchSpace, n_random: int, rng: np.random.Generator, redraw: float | None = None) -> list[Arch]:
+def uniformly_scaled(space: SearchSpace, rng: np.random.Generator) -> Arch:
+    """A hand-design-like subnet: width, depth, front-end, connectivity and downsampling drawn uniformly, and
+    one block configuration (heads, FFN, conv module) drawn once and repeated in every block.
+
+    Why: the Conformers people build scale every block alike, and independent draws per block almost never
+    give that: with subnets near the largest only, conformer-s (width 96, six alike blocks) stayed at 67 %
+    dev WER with the shared weights after 4,000 steps, against 20 % trained alone.
+    """
+    c = space.config
+
+    def pick(choices):
+        return choices[rng.integers(len(choices))]
+
+    kind = pick(c.conv_kinds)
+    conv = () if kind == NO_CONV else (pick(c.conv_kernels), pick(c.dilations), pick(c.conv_placements))
+    depth = pick(c.depths)
+    block = Block(pick(c.heads), pick(c.ffn_dims), kind, *conv)
+    arch = Arch(pick(c.frontend_kernels), pick(c.frontend_kinds), pick(c.widths), pick(c.connectivities),
+                pick((None,) + tuple(range(1, depth))), (block,) * depth)
+    return space.check(arch)
+
+
+def sandwich(space: SearchSpace, n_random: int, rng: np.random.Generator, redraw: float | None = None,
+             mixed: bool = False) -> list[Arch]:
     """Largest first (the teacher), then the smallest and ``n_random`` architectures from
-    :func:`near_largest`."""
-    return [largest_arch(space), smallest_arch(space)] + near_largest(space, n_random, rng, redraw)
+    :func:`near_largest` (``mixed``: every second one from :func:`uniformly_scaled` instead)."""
+    if not mixed:
+        return [largest_arch(space), smallest_arch(space)] + near_largest(space, n_random, rng, redraw)
+    others = [uniformly_scaled(space, rng) if i % 2 else near_largest(space, 1, rng, redraw)[0] for i in range(n_random)]
+    return [largest_arch(space), smallest_arch(space)] + others
 
 
 def subnets_of_step(config: TrainConfig, space: SearchSpace, step: int, rng: np.random.Generator) -> list[Arch]:
@@ -157,7 +186,7 @@ def subnets_of_step(config: TrainConfig, space: SearchSpace, step: int, rng: np.
         return [largest_arch(space)]
     if step < config.full_size_steps:
         return [largest_arch(space) if step % 2 == 0 else full_size_variant(space, rng, redraw)]
-    return sandwich(space, config.random_subnets, rng, redraw)
+    return sandwich(space, config.random_subnets, rng, redraw, mixed=config.subnet_draw == "mixed")
 
 
 def distill_weight(config: TrainConfig, step: int) -> float:

@@ -319,3 +319,35 @@ def test_a_diverged_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
     assert checkpoint["step"] == 3  # steps 0-2 done, step 3 never applied
     assert all(torch.isfinite(v).all() for v in checkpoint["supernet"].values())
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in checkpoint["supernet"].items())
+
+
+def test_uniformly_scaled_subnets_repeat_one_block_and_the_mixed_sandwich_draws_them(space):
+    from predictnas.train import uniformly_scaled
+
+    rng = np.random.default_rng(0)
+    scaled = [uniformly_scaled(space, rng) for _ in range(200)]
+    assert all(len(set(a.blocks)) == 1 for a in scaled)  # one block configuration, repeated
+    assert {a.width for a in scaled} == set(space.config.widths) and len({a.depth for a in scaled}) >= 8
+    assert len({a.blocks[0].heads for a in scaled}) == len(space.config.heads)
+    config = TrainConfig(random_subnets=2, subnet_draw="mixed")
+    step = subnets_of_step(config, space, 0, np.random.default_rng(1))
+    assert len(step) == 4 and step[:2] == [largest_arch(space), smallest_arch(space)]
+    assert len(set(step[3].blocks)) == 1  # the second of the others is uniformly scaled
+
+
+def test_a_second_stage_starts_from_the_weights_it_is_given(env, trained, tmp_path):
+    source = load_supernet(trained / "supernet.pt")
+    result = run(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 1, "--seed", 5,
+                 "--init-from", trained / "supernet.pt")
+    assert result.returncode == 0, result.stderr
+    continued = load_supernet(tmp_path / "supernet.pt")
+    fresh = run(env, "train", "--preset", "tiny", "--run-dir", tmp_path / "fresh", "--steps", 1, "--seed", 5)
+    assert fresh.returncode == 0, fresh.stderr
+    restarted = load_supernet(tmp_path / "fresh" / "supernet.pt")
+
+    def distance(a, b):
+        return sum(float((x - y).norm() ** 2) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+    assert distance(continued, source) < 0.01 * distance(restarted, source)
+    assert json.loads((tmp_path / "train.json").read_text())["config"]["init_from"] == str(trained / "supernet.pt")
+    one_error_line(run(env, "train", "--preset", "refine", "--run-dir", tmp_path / "refine"), "--init-from")
