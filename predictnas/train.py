@@ -473,7 +473,9 @@ class Trainer:
         except Exception as e:  # a checkpoint is only ever replaced atomically, so this is foreign or corrupt
             raise PredictnasError(f"{path}: unreadable checkpoint ({one_line(e, 160)}); move it away to start afresh") from None
         check_model_version(ckpt, path)
-        if ckpt["config"] != self.config.to_dict() or ckpt["data"] != self.data_fingerprint:
+        # fields added to TrainConfig since the checkpoint was written count at their defaults
+        saved = {**TrainConfig().to_dict(), **ckpt["config"]}
+        if saved != self.config.to_dict() or ckpt["data"] != self.data_fingerprint:
             raise PredictnasError(f"{path}: written by a run with another configuration or data; "
                                   "use another --run-dir or delete it to start afresh")
         try:

@@ -351,3 +351,12 @@ def test_a_second_stage_starts_from_the_weights_it_is_given(env, trained, tmp_pa
     assert distance(continued, source) < 0.01 * distance(restarted, source)
     assert json.loads((tmp_path / "train.json").read_text())["config"]["init_from"] == str(trained / "supernet.pt")
     one_error_line(run(env, "train", "--preset", "refine", "--run-dir", tmp_path / "refine"), "--init-from")
+
+
+def test_a_checkpoint_from_before_a_new_setting_resumes_at_its_default(env, trained, tmp_path):
+    checkpoint = torch.load(trained / "train_checkpoint.pt", weights_only=True)
+    del checkpoint["config"]["init_from"]  # written before the setting existed
+    torch.save(checkpoint, tmp_path / "train_checkpoint.pt")
+    result = run(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 60)
+    assert result.returncode == 0, result.stderr  # finished before: resumed, nothing left to do
+    assert (tmp_path / "supernet.pt").exists()
