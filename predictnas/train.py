@@ -293,33 +293,46 @@ class SandwichObjective:
                  rng: np.random.Generator) -> dict:
         record: dict = {}
         teacher = None
-        reference_kind = largest_arch(self.space).frontend_kind
         for i, arch in enumerate(subnets_of_step(config, self.space, step, rng)):
-            matched = bool(config.frontend_match_weight) and arch.frontend_kind != reference_kind
-            frontend = None
-            if matched:
-                frontend = net.frontend(features, arch, batch.feature_lengths)
-                with torch.no_grad():
-                    target = net.frontend(features, dataclasses.replace(arch, frontend_kind=reference_kind),
-                                          batch.feature_lengths)
-            # a matched front-end learns from matching alone (the trunk reads its output detached): through
-            # the trunk, the CTC gradient on it was about 25x the matching gradient and pointed elsewhere,
-            # and matching stalled at the start
-            out = net(features, arch, batch.feature_lengths,
-                      frontend_output=None if frontend is None else (frontend[0].detach(), frontend[1]))
-            loss = labelled_loss(out, batch, config)
+            out, loss, match = self.train_subnet(net, features, batch, arch, teacher, config, step)
             if teacher is None:
                 teacher = SubnetOutput(out.ctc_logits.detach(), out.intent_logits.detach(), out.lengths)
-                record["loss"] = float(loss.detach())
+                record["loss"] = loss
             else:
-                loss = loss + distill_weight(config, step) * distillation_loss(out, teacher)
-                record["loss_smallest" if i == 1 else f"loss_random{i - 2}"] = float(loss.detach())
-            if matched:
-                match = frontend_match_loss(frontend[0], *target)
-                record["frontend_match"] = record.get("frontend_match", 0.0) + float(match.detach())
-                loss = loss + config.frontend_match_weight * match
-            _backward(loss, step)
+                record["loss_smallest" if i == 1 else f"loss_random{i - 2}"] = loss
+            if match is not None:
+                record["frontend_match"] = record.get("frontend_match", 0.0) + match
         return record
+
+
+    def train_subnet(self, net: Supernet, features: Tensor, batch, arch: Arch, teacher: SubnetOutput | None,
+                     config: TrainConfig, step: int) -> tuple[SubnetOutput, float, float | None]:
+        """Forward, losses and backward of one subnet of a step (``teacher``: the largest's detached outputs,
+        None for the largest itself); returns its output, its loss and its front-end matching loss (None
+        where its front-end kind is the largest's)."""
+        reference_kind = largest_arch(self.space).frontend_kind
+        matched = bool(config.frontend_match_weight) and arch.frontend_kind != reference_kind
+        frontend = None
+        if matched:
+            frontend = net.frontend(features, arch, batch.feature_lengths)
+            with torch.no_grad():
+                target = net.frontend(features, dataclasses.replace(arch, frontend_kind=reference_kind),
+                                      batch.feature_lengths)
+        # a matched front-end learns from matching alone (the trunk reads its output detached): through
+        # the trunk, the CTC gradient on it was about 25x the matching gradient and pointed elsewhere,
+        # and matching stalled at the start
+        out = net(features, arch, batch.feature_lengths,
+                  frontend_output=None if frontend is None else (frontend[0].detach(), frontend[1]))
+        loss = labelled_loss(out, batch, config)
+        if teacher is not None:
+            loss = loss + distill_weight(config, step) * distillation_loss(out, teacher)
+        reported, match_value = float(loss.detach()), None
+        if matched:
+            match = frontend_match_loss(frontend[0], *target)
+            match_value = float(match.detach())
+            loss = loss + config.frontend_match_weight * match
+        _backward(loss, step)
+        return out, reported, match_value
 
 
 class SingleModelObjective:
