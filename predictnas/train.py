@@ -43,17 +43,15 @@ from tqdm import tqdm
 
 from .errors import PredictnasError, one_line
 from .io import atomic_path, write_json
-from .space import NO_CONV, Arch, Block, SearchSpace
+from .rundir import TrainingFiles
+from .space import NO_CONV, Arch, Block, SearchSpace, largest_arch, smallest_arch
 from .supernet import Supernet, SubnetOutput, save_supernet
 from .supernet.subnet import MODEL_VERSION, frame_mask, output_lengths
 from .supernet.supernet import check_model_version
 
-CHECKPOINT = "train_checkpoint.pt"
-SNAPSHOTS = "snapshots"  # snapshots/step-<N>.pt: the weights after N steps, in the artifact's format
 # the share of the largest's choices redrawn (None: drawn per subnet); "mixed" alternates the sandwich's
 # others between subnets near the largest and uniformly scaled ones (uniformly_scaled)
 SUBNET_DRAWS = {"near_largest": None, "uniform": 1.0, "mixed": None}
-SUPERNET = "supernet.pt"
 
 
 @dataclass(frozen=True)
@@ -87,21 +85,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def largest_arch(space: SearchSpace) -> Arch:
-    """All sizes at their maximum: the teacher. Linear, because dense connectivity with its skip weights
-    at zero (their initial value) is linear: a teacher trained linear leaves dense subnets a small step
-    away, while a dense teacher made linear subnets collapse to blanks."""
-    c = space.config
-    block = Block(max(c.heads), max(c.ffn_dims), "dwsep", max(c.conv_kernels), 1, "after")
-    return Arch(max(c.frontend_kernels), "full", max(c.widths), "linear", None, (block,) * c.max_depth)
-
-
-def smallest_arch(space: SearchSpace) -> Arch:
-    c = space.config
-    block = Block(min(c.heads), min(c.ffn_dims), "none")
-    return Arch(min(c.frontend_kernels), "dwsep", min(c.widths), "linear", None, (block,) * min(c.depths))
 
 
 def full_size_variant(space: SearchSpace, rng: np.random.Generator, redraw: float | None = None) -> Arch:
@@ -368,26 +351,27 @@ def check_finite_loss(loss: float, step: int) -> None:
 
 
 class Trainer:
-    """Trains ``model`` in ``run_dir``; ``fit()`` resumes from the checkpoint there, if any.
+    """Trains ``model`` into ``files`` (a :class:`~predictnas.rundir.TrainingFiles`, or a folder for a
+    supernet's); ``fit()`` resumes from the checkpoint there, if any.
 
     ``batches(epoch, generator)`` must return the list of training batches of that epoch in an order
     drawn from ``generator`` (so the order is reproducible); each batch has ``features``,
     ``feature_lengths``, ``targets``, ``target_lengths`` and ``intents`` (-1 where unknown).
     ``objective`` computes and back-propagates one step's losses (default: the supernet's sandwich);
-    ``save(model, path)`` writes the final artifact ``run_dir / artifact``. Steps run on ``device``
+    ``save(model, path)`` writes the final artifact ``files.artifact``. Steps run on ``device``
     (batches are built and augmented on the CPU, then moved); ``fit()`` leaves the model on the CPU.
     """
 
     def __init__(self, model: torch.nn.Module, config: TrainConfig, batches: Callable[[int, torch.Generator], Sequence],
-                 run_dir: str | Path, augment: Callable[[Tensor, Tensor, torch.Generator], Tensor] | None = None,
+                 files: TrainingFiles | str | Path, augment: Callable[[Tensor, Tensor, torch.Generator], Tensor] | None = None,
                  data_fingerprint: str = "", frames_per_second: float = 100.0, objective=None,
-                 artifact: str = SUPERNET, save: Callable = save_supernet, device: str | torch.device = "cpu"):
+                 save: Callable = save_supernet, device: str | torch.device = "cpu"):
         self.device = training_device(device)
         self.net, self.config, self.batches, self.augment = model.to(self.device), config, batches, augment
         self.objective = objective or SandwichObjective(SearchSpace(model.space))
-        self.artifact, self.save = artifact, save
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.save = save
+        self.files = files if isinstance(files, TrainingFiles) else TrainingFiles(Path(files))
+        self.files.folder.mkdir(parents=True, exist_ok=True)
         self.data_fingerprint = data_fingerprint
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.peak_lr, weight_decay=config.weight_decay)
         self.frames_per_second = frames_per_second
@@ -397,7 +381,7 @@ class Trainer:
 
     def fit(self, progress: bool = True) -> TrainState:
         state = self._resume()
-        if state.step >= self.config.steps and (self.run_dir / self.artifact).exists():
+        if state.step >= self.config.steps and self.files.artifact.exists():
             self.net.to("cpu")
             return state  # finished before: the artifact, which later stages fingerprint, stays untouched
         bar = tqdm(total=self.config.steps, initial=state.step, disable=not progress, unit="step",
@@ -419,12 +403,12 @@ class Trainer:
                 self._save_checkpoint(state)
                 last_save = time.monotonic()
             if self.config.snapshot_every_steps and state.step % self.config.snapshot_every_steps == 0:
-                self.save(self.net, self.run_dir / SNAPSHOTS / f"step-{state.step:06d}.pt")
+                self.save(self.net, self.files.snapshot(state.step))
         bar.close()
         self._save_checkpoint(state)
         self.net.to("cpu")
-        self.save(self.net, self.run_dir / self.artifact)
-        write_json(self.run_dir / "train.json", {"config": self.config.to_dict(), "steps": state.step,
+        self.save(self.net, self.files.artifact)
+        write_json(self.files.summary, {"config": self.config.to_dict(), "steps": state.step,
                                                  "wall_seconds": state.seconds, "data": self.data_fingerprint,
                                                  "autocast": str(self.autocast_dtype or "none"),
                                                  "history": state.history})
@@ -472,13 +456,13 @@ class Trainer:
         return self._epoch_cache[1]
 
     def _save_checkpoint(self, state: TrainState) -> None:
-        with atomic_path(self.run_dir / CHECKPOINT) as tmp:
+        with atomic_path(self.files.checkpoint) as tmp:
             torch.save({"step": state.step, "seconds": state.seconds, "history": state.history,
                         "config": self.config.to_dict(), "data": self.data_fingerprint, "model_version": MODEL_VERSION,
                         "supernet": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}, tmp)
 
     def _resume(self) -> TrainState:
-        path = self.run_dir / CHECKPOINT
+        path = self.files.checkpoint
         if not path.exists():
             return TrainState(0, [], 0.0)
         try:

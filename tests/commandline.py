@@ -13,23 +13,35 @@ def cli_env(cache: Path) -> dict:
     return {**os.environ, "PREDICTNAS_CACHE": str(cache)}
 
 
-def start(env: dict, *args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "predictnas", *map(str, args)], cwd=REPO, env=env,
+def start(env: dict | None, *args, cwd: Path = REPO, **kwargs) -> subprocess.Popen:
+    """``predictnas ARGS`` in a process of its own (``env`` None: this process's environment)."""
+    return subprocess.Popen([sys.executable, "-m", "predictnas", *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-def run(env: dict, *args) -> subprocess.CompletedProcess:
-    proc = start(env, *args)
-    out, err = proc.communicate(timeout=900)
+def predictnas(*args, env: dict | None = None, cwd: Path = REPO, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``predictnas ARGS`` run to its end: exit status, stdout and stderr."""
+    proc = start(env, *args, cwd=cwd)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def one_error_line(result: subprocess.CompletedProcess, message: str) -> None:
-    """Exit status 2 and a last stderr line ``error: ...`` containing ``message``, no traceback."""
+def run(env: dict, *args) -> subprocess.CompletedProcess:
+    """``predictnas ARGS`` in the environment of a test module (see ``cli_env``)."""
+    return predictnas(*args, env=env)
+
+
+def one_error_line(result: subprocess.CompletedProcess, message: str, alone: bool = False) -> None:
+    """Exit status 2 and a last stderr line ``error: ...`` containing ``message``, no traceback; with
+    ``alone``, nothing else on stderr."""
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr
     assert "Traceback" not in result.stderr
+    assert not alone or len(lines) == 1, result.stderr
 
 
 def tiny_experiment(env: dict, run_dir: Path, *sample_args) -> dict:

@@ -14,9 +14,9 @@ import torch
 from predictnas.space import get_space
 from predictnas.supernet import SubnetOutput, Supernet, load_supernet
 from predictnas.errors import PredictnasError
+from predictnas.space import largest_arch, smallest_arch
 from predictnas.train import (SandwichObjective, TrainConfig, autocast_dtype, distillation_loss, frontend_match_loss,
-                              full_size_variant, largest_arch, learning_rate, near_largest, sandwich, smallest_arch,
-                              subnets_of_step)
+                              full_size_variant, learning_rate, near_largest, sandwich, subnets_of_step)
 
 from commandline import REPO, one_error_line, run, start
 
@@ -259,7 +259,8 @@ def test_user_data_has_a_test_split_and_unlabelled_environments_count_under_all_
 
 def test_snapshots_keep_the_weights_every_n_steps_and_the_last_equals_the_artifact(tmp_path):
     from predictnas.data.dataset import Batch
-    from predictnas.train import SNAPSHOTS, Trainer
+    from predictnas.rundir import TrainingFiles
+    from predictnas.train import Trainer
 
     space = get_space("speech-tiny")
     generator = torch.Generator().manual_seed(0)
@@ -269,17 +270,17 @@ def test_snapshots_keep_the_weights_every_n_steps_and_the_last_equals_the_artifa
                   torch.tensor([0, -1]), ["quiet_home", None], ["", ""], torch.tensor([0, 1]))
     config = TrainConfig(steps=6, warmup_steps=1, random_subnets=1, snapshot_every_steps=2)
     torch.manual_seed(0)
-    Trainer(Supernet(space.config), config, batches=lambda epoch, g: [batch], run_dir=tmp_path).fit(progress=False)
-    snapshots = sorted(p.name for p in (tmp_path / SNAPSHOTS).iterdir())
+    Trainer(Supernet(space.config), config, batches=lambda epoch, g: [batch], files=tmp_path).fit(progress=False)
+    snapshots = sorted(p.name for p in TrainingFiles(tmp_path).snapshots.iterdir())
     assert snapshots == ["step-000002.pt", "step-000004.pt", "step-000006.pt"]
-    first, last = (load_supernet(tmp_path / SNAPSHOTS / name) for name in (snapshots[0], snapshots[-1]))
+    first, last = (load_supernet(TrainingFiles(tmp_path).snapshots / name) for name in (snapshots[0], snapshots[-1]))
     final = load_supernet(tmp_path / "supernet.pt")
     assert all(torch.equal(a, b) for a, b in zip(last.state_dict().values(), final.state_dict().values()))
     assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), final.state_dict().values()))
 
 
 def test_the_command_line_offers_every_training_preset():
-    from predictnas.cli_options import TRAINING_PRESETS
+    from predictnas.cli.options import TRAINING_PRESETS
     from predictnas.experiment import PRESETS
 
     assert TRAINING_PRESETS == tuple(PRESETS)
@@ -295,7 +296,8 @@ def test_utterances_too_short_for_ctc_are_found():
 
 def test_a_diverged_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     from predictnas.data.dataset import Batch
-    from predictnas.train import CHECKPOINT, SingleModelObjective, Trainer
+    from predictnas.rundir import TrainingFiles
+    from predictnas.train import SingleModelObjective, Trainer
     from predictnas.supernet import Subnet
 
     space = get_space("speech-tiny")
@@ -311,11 +313,11 @@ def test_a_diverged_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
 
     model = Subnet(largest_arch(space), space.config)
     trainer = Trainer(model, TrainConfig(steps=6, warmup_steps=1, checkpoint_every_steps=1),
-                      batches=lambda epoch, g: [batch], run_dir=tmp_path, objective=DivergesAtStep3(),
+                      batches=lambda epoch, g: [batch], files=tmp_path, objective=DivergesAtStep3(),
                       save=lambda net, path: None)
     with pytest.raises(PredictnasError, match="diverged at step 3"):
         trainer.fit(progress=False)
-    checkpoint = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    checkpoint = torch.load(TrainingFiles(tmp_path).checkpoint, weights_only=True)
     assert checkpoint["step"] == 3  # steps 0-2 done, step 3 never applied
     assert all(torch.isfinite(v).all() for v in checkpoint["supernet"].values())
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in checkpoint["supernet"].items())

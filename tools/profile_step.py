@@ -20,10 +20,9 @@ from predictnas.data.dataset import epoch_batches
 from predictnas.data.features import SpecAugment
 from predictnas.experiment import get_preset, load_split
 from predictnas.pretrained import resolve_supernet
-from predictnas.space import SearchSpace
+from predictnas.space import SearchSpace, largest_arch, smallest_arch
 from predictnas.supernet import SubnetOutput, load_supernet
-from predictnas.train import (SandwichObjective, autocast_dtype, labelled_loss, largest_arch, near_largest,
-                              smallest_arch)
+from predictnas.train import SandwichObjective, autocast_dtype, labelled_loss, near_largest
 from benchutil import print_stages, spread, timed  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
