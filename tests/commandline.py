@@ -1,5 +1,6 @@
 """Running ``predictnas`` as a user does, in a subprocess, for the command-line tests."""
 
+import json
 import os
 import subprocess
 import sys
@@ -34,12 +35,26 @@ def run(env: dict, *args) -> subprocess.CompletedProcess:
     return predictnas(*args, env=env)
 
 
+def record_refusal(result: subprocess.CompletedProcess) -> None:
+    """With ``PREDICTNAS_REFUSALS`` set to a file, append the refused command and the line it printed
+    (``tools/bad_input_report.py`` lists them)."""
+    path = os.environ.get("PREDICTNAS_REFUSALS")
+    if path:
+        lines = result.stderr.strip().splitlines()
+        command = ["predictnas", *(Path(a).name if "/" in a else a for a in map(str, result.args[3:]))]
+        with open(path, "a") as f:
+            f.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+                                "command": " ".join(command), "exit": result.returncode,
+                                "printed": lines[-1] if lines else ""}) + "\n")
+
+
 def one_error_line(result: subprocess.CompletedProcess, message: str, alone: bool = False) -> None:
-    """Exit status 2 and a last stderr line ``error: ...`` containing ``message``, no traceback; with
-    ``alone``, nothing else on stderr."""
+    """Exit status 2 and a last stderr line ``error: ...`` (or click's ``Error: ...`` for an option)
+    containing ``message``, no traceback; with ``alone``, nothing else on stderr."""
+    record_refusal(result)
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr
+    assert lines[-1].lower().startswith("error: ") and message in lines[-1], result.stderr
     assert "Traceback" not in result.stderr
     assert not alone or len(lines) == 1, result.stderr
 

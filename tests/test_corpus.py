@@ -207,8 +207,8 @@ def test_incomplete_corpora_are_not_complete(tmp_path):
         load_corpus_info(final)
 
 
-# Long enough to be stopped mid-build: the builds below are interrupted at their first audio file.
-STOPPED = CorpusRecipe("stopped", utterances=(40, 3, 3), voices=(3, 2, 2), designed_voices=2, seed=7)
+# Long enough (seconds) to be stopped mid-build: the builds below are interrupted at their first audio file.
+STOPPED = CorpusRecipe("stopped", utterances=(400, 3, 3), voices=(3, 2, 2), designed_voices=2, seed=7)
 
 
 def _stop_mid_build(root: Path, recipe: CorpusRecipe, signal_number: int) -> int:
@@ -223,7 +223,7 @@ def _stop_mid_build(root: Path, recipe: CorpusRecipe, signal_number: int) -> int
             assert proc.poll() is None, "the build ended before it could be stopped"
             time.sleep(0.05)
         proc.send_signal(signal_number)
-        proc.wait(timeout=60)
+        assert proc.wait(timeout=60) != 0, "the build finished before the signal"
     finally:
         proc.kill()
         proc.wait()

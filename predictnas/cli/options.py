@@ -24,8 +24,6 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
-
-
 def run_dir_option(default: Path | None = DEFAULT_RUN_DIR, help: str = "The experiment's run directory."):
     """``--run-dir``: the folder whose files (:class:`~predictnas.rundir.RunDir`) the command reads and writes."""
     return click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=default,

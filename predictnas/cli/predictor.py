@@ -1,4 +1,5 @@
-"""Commands of the predictor stage: ``sample`` (evaluate subnets into the store) and ``fit``."""
+"""Commands of the predictor stage: ``sample`` (evaluate subnets into the store), ``fit`` (the XGBoost
+predictor) and ``calibrate`` (shared-weight WER to the WER after fine-tuning)."""
 
 from __future__ import annotations
 

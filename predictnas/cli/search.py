@@ -59,7 +59,8 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
     from ..latency.table import LatencyTable, find_table
     from ..predictor import AccuracyPredictor
     from ..rundir import RunDir, SearchFiles
-    from ..search.search import SearchSettings, parse_bytes, parse_count, parse_latency_ms, run_search, search_inputs
+    from ..search.search import (SearchSettings, parse_bytes, parse_count, parse_latency_ms, run_search,
+                                 search_inputs, supernet_of)
 
     settings = SearchSettings(
         budget_ms=parse_latency_ms(budget), lam=lam, max_params=parse_count(max_params) if max_params else None,
@@ -83,7 +84,7 @@ def search_command(budget: str, lam: float, max_params: str | None, max_memory: 
         from ..latency.estimate import LatencyEstimator
         from ..predictor.sample import supernet_meter
 
-        supernet = (predictor.supernet or {}).get("path") or run.supernet
+        supernet = supernet_of(predictor, run)
         meter = lambda target: supernet_meter(target, supernet, run, workers, LatencyEstimator(table),  # noqa: E731
                                               not no_progress, ray_address)
     bundle = run_search(settings, table, predictor, out, predictor_path, not no_progress,

@@ -166,6 +166,13 @@ def search_inputs(run: RunDir, predictor_path: Path | None, calibration_path: Pa
     return predictor_path, calibration_path
 
 
+
+def supernet_of(predictor, run: RunDir) -> str | Path:
+    """The supernet whose measurements the predictor learned (``search --rescore`` measures with it):
+    the one it records, else the run's."""
+    return (predictor.supernet or {}).get("path") or run.supernet
+
+
 def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: SearchFiles | Path, predictor_path: Path,
                progress: bool = True, command: str = "",
                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
