@@ -214,7 +214,10 @@ STOPPED = CorpusRecipe("stopped", utterances=(400, 3, 3), voices=(3, 2, 2), desi
 def _stop_mid_build(root: Path, recipe: CorpusRecipe, signal_number: int) -> int:
     """Start ``predictnas``'s corpus build of ``recipe`` in a process of its own, send it ``signal_number``
     once it has written its first audio file, and return the process id."""
-    code = (f"from predictnas.data.corpus import CorpusRecipe, build_corpus; build_corpus({str(root)!r}, "
+    # Ctrl-C raises KeyboardInterrupt even where this process was started with SIGINT ignored (a background
+    # job of a non-interactive shell), which the child would inherit
+    code = (f"import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            f"from predictnas.data.corpus import CorpusRecipe, build_corpus; build_corpus({str(root)!r}, "
             f"CorpusRecipe.from_dict({recipe.to_dict()!r}), workers=0, progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
     try:
