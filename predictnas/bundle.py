@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from .artifact import Artifact
 from .errors import PredictnasError
-from .io import read_json, write_json
 from .space import Arch, SearchSpace, SpaceConfig
 
 FORMAT = "predictnas-top/1"
@@ -32,7 +31,10 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Bundle:
+class Bundle(Artifact):
+    FORMAT: ClassVar[str] = FORMAT
+    KIND: ClassVar[str] = "top.json"
+
     space: SpaceConfig
     candidates: tuple[Candidate, ...]
     model: dict[str, Any]  # sample_rate, features, intents, supernet {path, hash}, decoder (its spec; None: greedy)
@@ -49,37 +51,26 @@ class Bundle:
                 "predictor": self.predictor, "objective": self.objective, "search": self.search,
                 "candidates": [c.to_dict() for c in self.candidates]}
 
-    def save(self, path: str | Path) -> None:
-        write_json(path, self.to_dict())
-
     @classmethod
-    def load(cls, path: str | Path) -> "Bundle":
-        data = read_json(path)
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise PredictnasError(f"{path}: not a predictnas top.json (expected format {FORMAT!r})")
-        try:
-            space = SearchSpace(SpaceConfig.from_dict(data["space"]))
-            candidates = []
-            for i, c in enumerate(data["candidates"]):
-                arch = space.from_json(c["arch"], source=f"{path}: candidates[{i}]")
-                if c.get("arch_id") not in (None, arch.arch_id):
-                    raise PredictnasError(f"{path}: candidates[{i}]: arch_id {c['arch_id']} does not match its "
-                                          f"architecture ({arch.arch_id}); the file was edited")
-                candidates.append(Candidate(int(c["rank"]), arch, {k: float(v) for k, v in c["predicted"].items()}))
-            bundle = cls(space.config, tuple(candidates), data["model"], data["reference_input"], data["device"],
-                         data["lut"], data["predictor"], data["objective"], data["search"])
-        except PredictnasError:
-            raise
-        except (KeyError, TypeError, ValueError) as e:
-            raise PredictnasError(f"{path}: malformed top.json ({type(e).__name__}: {e})") from None
+    def from_dict(cls, data: dict, source: str) -> "Bundle":
+        space = SearchSpace(SpaceConfig.from_dict(data["space"]))
+        candidates = []
+        for i, c in enumerate(data["candidates"]):
+            arch = space.from_json(c["arch"], source=f"{source}: candidates[{i}]")
+            if c.get("arch_id") not in (None, arch.arch_id):
+                raise PredictnasError(f"{source}: candidates[{i}]: arch_id {c['arch_id']} does not match its "
+                                      f"architecture ({arch.arch_id}); the file was edited")
+            candidates.append(Candidate(int(c["rank"]), arch, {k: float(v) for k, v in c["predicted"].items()}))
+        bundle = cls(space.config, tuple(candidates), data["model"], data["reference_input"], data["device"],
+                     data["lut"], data["predictor"], data["objective"], data["search"])
         if not bundle.candidates:
-            raise PredictnasError(f"{path}: no candidates")
+            raise PredictnasError(f"{source}: no candidates")
         seen: dict[str, int] = {}
         for c in bundle.candidates:
             if c.arch.arch_id in seen:  # a search writes each architecture once
-                raise PredictnasError(f"{path}: candidates {seen[c.arch.arch_id]} and {c.rank} are the same "
+                raise PredictnasError(f"{source}: candidates {seen[c.arch.arch_id]} and {c.rank} are the same "
                                       f"architecture ({c.arch.arch_id}); the file was edited")
             seen[c.arch.arch_id] = c.rank
             if not all(math.isfinite(v) for v in c.predicted.values()):
-                raise PredictnasError(f"{path}: candidate {c.rank} has a non-finite prediction ({c.predicted})")
+                raise PredictnasError(f"{source}: candidate {c.rank} has a non-finite prediction ({c.predicted})")
         return bundle

@@ -8,41 +8,22 @@ How a cost is computed. Every cost here splits into a part that depends only on 
 frame rate the slot runs at ("stage") and the slot's own genes. The formulas are evaluated once per
 space (and input length) over every combination of those genes, filling two small dense tables; scoring a
 gene matrix is then index arithmetic over gene columns and one gather per block slot, with no Python loop
-over rows. (The same layout as :class:`predictnas.latency.estimate.LatencyEstimator`.)
+over rows (:mod:`predictnas.gene_tables`, the engine the latency estimator uses too).
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from .space import SearchSpace, SpaceConfig
+from .frames import Frames
+from .gene_tables import (CONTEXT_GENES, INACTIVE, REDUCED, GeneTables, block_grid, context_shape, global_grid,
+                          index_grid, slot_base, slot_stages)
+from .space import BLOCK_FIELDS, GLOBAL_FIELDS, WIDTH_GENE, Arch, SearchSpace, SpaceConfig
 
 BYTES_PER_FLOAT = 4
-ENCODER, REDUCED, INACTIVE = 0, 1, 2  # stage of a block slot: frame rate it runs at, or beyond the depth
-
-
-def _halve(frames):
-    """Frames after a stride-2 layer with same-length padding: ceil(n / 2) (the model's ``halve_lengths``)."""
-    return (frames + 1) // 2
-
-
-@dataclass(frozen=True)
-class _Frames:
-    input: int  # feature frames into the front-end
-    first: int  # after the front-end's first stride-2 conv
-    encoder: int  # after the front-end (4x fewer)
-    reduced: int  # after the optional mid-encoder downsampling
-
-    @classmethod
-    def of(cls, input_frames: int) -> "_Frames":
-        first = _halve(input_frames)
-        encoder = _halve(first)
-        return cls(input_frames, first, encoder, _halve(encoder))
 
 
 # ---- the formulas, over arrays of choice values --------------------------------------------------------
@@ -68,7 +49,7 @@ def _block_params(c: SpaceConfig, w, t, heads, ffn, kind, kernel, placement):
     return attention + feed_forward + conv
 
 
-def _global_params(c: SpaceConfig, f: _Frames, kernel, dwsep, w, depth, dense, downsample_after):
+def _global_params(c: SpaceConfig, f: Frames, kernel, dwsep, w, depth, dense, downsample_after):
     m = c.n_mels
     full_frontend = (w * m * kernel + w) + (w * w * kernel + w) + _norm(w)
     dwsep_frontend = (m * kernel + m) + _linear(m, w) + (w * kernel + w) + _linear(w, w) + _norm(w)
@@ -96,7 +77,7 @@ def _block_flops(c: SpaceConfig, w, t, heads, ffn, kind, kernel, placement):
     return attention + feed_forward + conv
 
 
-def _global_flops(c: SpaceConfig, f: _Frames, kernel, dwsep, w, depth, dense, downsample_after):
+def _global_flops(c: SpaceConfig, f: Frames, kernel, dwsep, w, depth, dense, downsample_after):
     m = c.n_mels
     full_frontend = 2 * (f.first * w * m * kernel + f.encoder * w * w * kernel)
     dwsep_frontend = 2 * (f.first * m * (kernel + w) + f.encoder * w * (kernel + w))
@@ -118,7 +99,7 @@ def _block_working_floats(c: SpaceConfig, w, t, heads, ffn, kind, kernel, placem
     return t * w + np.maximum(np.maximum(attention, conv), feed_forward)  # + the residual sum being formed
 
 
-def _global_peak_floats(c: SpaceConfig, f: _Frames, kernel, dwsep, w, depth, dense, downsample_after):
+def _global_peak_floats(c: SpaceConfig, f: Frames, kernel, dwsep, w, depth, dense, downsample_after):
     frontend = f.input * c.n_mels + np.where(dwsep, f.first * c.n_mels, 0) + 2 * f.first * w
     has_downsample = downsample_after > 0
     downsample = np.where(has_downsample, f.encoder * w + 2 * f.reduced * w, 0)  # skip kept for the upsample
@@ -128,7 +109,7 @@ def _global_peak_floats(c: SpaceConfig, f: _Frames, kernel, dwsep, w, depth, den
     return np.maximum(np.maximum(frontend, downsample), np.maximum(heads, restore))
 
 
-def _slot_carried_floats(f: _Frames, w, stage, states):
+def _slot_carried_floats(f: Frames, w, stage, states):
     """Tensors a block slot cannot free: its input, with dense connectivity the earlier states of its stage
     (``states`` of them), and in the reduced stage the full-rate skip and the low-rate start kept for the
     restore."""
@@ -140,85 +121,40 @@ def _slot_carried_floats(f: _Frames, w, stage, states):
 # ---- tables: the formulas over every gene combination --------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CostTables:
-    """One cost over every gene combination; shared with the predictor's feature builder, which
-    gathers from the same tables (see :func:`cost_tables`)."""
-
-    global_cost: np.ndarray  # by the row-major flat code of the six global genes
-    block_cost: np.ndarray  # by slot_base + the flat code of the block genes
-    slot_base: np.ndarray  # (max_depth, n_context): offset of the slot's (width, stage) part of block_cost
-    slot_extra: np.ndarray | None  # (max_depth, n_context): cost of a slot besides its block's own
-    combine: np.ufunc  # how slot costs join the global cost: np.add (totals) or np.maximum (peaks)
-
-
 BlockFormula = Callable[..., np.ndarray]
 GlobalFormula = Callable[..., np.ndarray]
 
 
-def index_grid(*sizes: int) -> list[np.ndarray]:
-    """Index arrays of every combination, row-major (the last index varies fastest)."""
-    return [a.ravel() for a in np.indices(sizes)]
-
-
-# depth, downsample_after, width, connectivity: what a slot's stage depends on. A slot's "context" is the
-# row-major flat code of these genes (``flat_code(genes, CONTEXT_GENES, space.highs)``).
-CONTEXT_GENES = (3, 5, 2, 4)
-
-
-def _context_shape(space: SearchSpace) -> tuple[int, ...]:
-    return tuple(int(space.highs[j]) for j in CONTEXT_GENES)
-
-
-def _stages_and_states(space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
-    """Per block slot and context: the slot's stage, and how many earlier states of its stage stay live."""
-    c = space.config
-    shape = _context_shape(space)
-    stage = np.full((c.max_depth, int(np.prod(shape))), INACTIVE, dtype=np.int64)
-    states = np.zeros_like(stage)
-    for flat, (d, ds, _w, conn) in enumerate(itertools.product(*(range(n) for n in shape))):
-        depth, downsample = c.depths[d], ds  # downsample gene j means "after block j" (0 = none)
-        dense = c.connectivities[conn] == "dense"
-        for b in range(depth):
-            reduced = bool(downsample) and b >= downsample
-            stage[b, flat] = REDUCED if reduced else ENCODER
-            if dense:  # block b of a dense stage gathers every state since the stage began
-                states[b, flat] = b - downsample if reduced else b
-    return stage, states
-
-
 def _build_tables(space: SearchSpace, frames: int, block_formula: BlockFormula, global_formula: GlobalFormula,
-                  combine: np.ufunc, carried: bool = False) -> CostTables:
+                  combine: np.ufunc, carried: bool = False) -> GeneTables:
     c = space.config
-    f = _Frames.of(frames)
+    f = Frames.of(frames)
     value = lambda choices, index: np.asarray(choices, dtype=np.int64)[index]  # noqa: E731
 
-    g = index_grid(*(int(h) for h in space.highs[:space.n_global]))
+    g = global_grid(space)
     global_cost = global_formula(
         c, f, value(c.frontend_kernels, g[0]), g[1] == c.frontend_kinds.index("dwsep"), value(c.widths, g[2]),
         value(c.depths, g[3]), g[4] == c.connectivities.index("dense") if "dense" in c.connectivities else False,
         g[5])
 
-    block_shape = tuple(int(h) for h in space.highs[space.n_global:space.n_global + space.n_block])
-    w, stage, heads, ffn, kind, kernel, _dilation, placement = index_grid(len(c.widths), 3, *block_shape)
+    w, stage, heads, ffn, kind, kernel, _dilation, placement = block_grid(space)
     t = np.where(stage == REDUCED, f.reduced, f.encoder)
     block_cost = block_formula(c, value(c.widths, w), t, value(c.heads, heads), value(c.ffn_dims, ffn), kind,
                                value(c.conv_kernels, kernel), placement)
     block_cost = np.where(stage == INACTIVE, 0, block_cost).astype(np.int64)
 
-    slot_stage, slot_states = _stages_and_states(space)
-    width_of_context = index_grid(*_context_shape(space))[2]
-    per_block = int(np.prod(block_shape))
-    slot_base = ((width_of_context[None, :] * 3 + slot_stage) * per_block).astype(np.int32)
+    slot_stage, slot_states = slot_stages(space)
     extra = None
     if carried:
+        width_of_context = index_grid(*context_shape(space))[CONTEXT_GENES.index(WIDTH_GENE)]
         extra = _slot_carried_floats(f, value(c.widths, width_of_context)[None, :], slot_stage, slot_states)
-    return CostTables(global_cost.astype(np.int64), block_cost, slot_base, extra, combine)
+    return GeneTables(global_cost.astype(np.int64), block_cost, slot_base(space, slot_stage), extra, combine)
 
 
 @functools.lru_cache(maxsize=16)
-def cost_tables(config: SpaceConfig, frames: int, cost: str) -> CostTables:
-    """The tables of ``cost`` ("params", "flops" or "peak" floats) for inputs of ``frames`` frames, cached."""
+def cost_tables(config: SpaceConfig, frames: int, cost: str) -> GeneTables:
+    """The tables of ``cost`` ("params", "flops" or "peak" floats) for inputs of ``frames`` frames, cached
+    (the predictor's feature builder gathers from the same tables)."""
     space = SearchSpace(config)
     if cost == "params":
         return _build_tables(space, 1, _block_params, _global_params, np.add)
@@ -227,42 +163,12 @@ def cost_tables(config: SpaceConfig, frames: int, cost: str) -> CostTables:
     return _build_tables(space, frames, _block_working_floats, _global_peak_floats, np.maximum, carried=True)
 
 
-def flat_code(g: np.ndarray, columns, highs) -> np.ndarray:
-    """Row-major flat index of the given gene columns (int32, no per-row Python)."""
-    columns = list(columns)
-    code = g[:, columns[0]].astype(np.int32)
-    for column in columns[1:]:
-        code *= int(highs[column])
-        code += g[:, column]
-    return code
-
-
-def _evaluate(space: SearchSpace, tables: CostTables, genes: np.ndarray) -> np.ndarray:
-    g = np.atleast_2d(np.asarray(genes))
-    if g.ndim != 2 or g.shape[1] != space.n_genes:
-        raise ValueError(f"gene matrix: expected shape (n, {space.n_genes}), got {g.shape}")
-    if not g.flags.f_contiguous:
-        g = np.asfortranarray(g)  # every gene column contiguous for the column arithmetic
-    total = tables.global_cost.take(flat_code(g, range(space.n_global), space.highs))
-    context = flat_code(g, CONTEXT_GENES, space.highs)
-    max_depth = int(space.depth_of(g).max(initial=0))
-    for b in range(max_depth):
-        base = space.n_global + b * space.n_block
-        index = flat_code(g, range(base, base + space.n_block), space.highs)
-        index += tables.slot_base[b].take(context)
-        slot = tables.block_cost.take(index)
-        if tables.slot_extra is not None:
-            slot += tables.slot_extra[b].take(context)
-        tables.combine(total, slot, out=total)
-    return total
-
-
 # ---- public costs --------------------------------------------------------------------------------------
 
 
 def param_counts(space: SearchSpace, genes: np.ndarray) -> np.ndarray:
     """Number of parameters of each row's model (int64), with no Python loop over rows."""
-    return _evaluate(space, cost_tables(space.config, 1, "params"), genes)
+    return cost_tables(space.config, 1, "params").evaluate(space, genes)
 
 
 def flops(space: SearchSpace, genes: np.ndarray, frames: int) -> np.ndarray:
@@ -275,7 +181,7 @@ def flops(space: SearchSpace, genes: np.ndarray, frames: int) -> np.ndarray:
     norms, activations, softmax, residual and dense-skip adds) is not counted, as in torch's
     ``FlopCounterMode``.
     """
-    return _evaluate(space, cost_tables(space.config, int(frames), "flops"), genes)
+    return cost_tables(space.config, int(frames), "flops").evaluate(space, genes)
 
 
 def peak_activation_bytes(space: SearchSpace, genes: np.ndarray, frames: int) -> np.ndarray:
@@ -300,7 +206,7 @@ def peak_activation_bytes(space: SearchSpace, genes: np.ndarray, frames: int) ->
     Weights are not included. It grows with width, heads, FFN dim and input length: an estimate to rank
     architectures and to enforce soft memory budgets, not an allocator trace.
     """
-    return _evaluate(space, cost_tables(space.config, int(frames), "peak"), genes) * BYTES_PER_FLOAT
+    return cost_tables(space.config, int(frames), "peak").evaluate(space, genes) * BYTES_PER_FLOAT
 
 
 def param_range(space: SearchSpace) -> tuple[int, int]:
@@ -323,3 +229,27 @@ def param_range(space: SearchSpace) -> tuple[int, int]:
     genes[~space.meaningful(genes)] = 0
     counts = param_counts(space, genes)
     return int(counts.min()), int(counts.max())
+
+
+def param_count(space: SearchSpace, arch: Arch) -> int:
+    """The parameters of one architecture."""
+    return int(param_counts(space, space.encode(arch)[None])[0])
+
+
+def describe_space(space: SearchSpace) -> dict:
+    """Every dimension with its choices, what is fixed, the number of architectures and the parameter range
+    (``predictnas space --json``)."""
+    c = space.config
+    low, high = param_range(space)
+    return {
+        "space": c.name,
+        "dimensions": {
+            **{name: {"scope": "global", "choices": list(ch)} for name, ch in zip(GLOBAL_FIELDS, space.global_choices)},
+            **{name: {"scope": "per block", "choices": list(ch)} for name, ch in zip(BLOCK_FIELDS, space.block_choices)},
+        },
+        "fixed": {"n_mels": c.n_mels, "vocab_size": c.vocab_size, "n_intents": c.n_intents,
+                  "head_dim": c.head_dim, "group_size": c.group_size, "frontend_subsampling": 4},
+        "genes": space.n_genes,
+        "architectures_log10": round(space.size_log10(), 2),
+        "params": {"min": low, "max": high},
+    }

@@ -4,13 +4,15 @@
 (a supernet bound to an architecture, an extracted subnet, later an ONNX session), so every stage scores
 models the same way; ``decoder`` (a :class:`~predictnas.decoding.Decoder`, greedy when omitted) turns
 CTC scores into words, and the stages pass the supernet's, :func:`~predictnas.experiment.decoder_for`.
-``transcripts`` yields what it scores, one utterance at a time (error analyses).
+``transcripts`` yields what it scores, one utterance at a time, and ``word_errors`` / ``speaker_wers``
+break a list of them down (error analyses).
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Iterator, NamedTuple
 
@@ -97,3 +99,42 @@ def bind(supernet, arch) -> Callable[[Tensor, Tensor], SubnetOutput]:
     """The supernet in eval mode, restricted to one architecture (shared weights, no extraction)."""
     supernet.eval()
     return lambda features, lengths: supernet(features, arch, lengths)
+
+
+# ---- error analysis of transcripts (tools/eval_errors.py) ----------------------------------------------
+
+DOUBLED = re.compile(r"(.)\1")  # a doubled letter: CTC writes it once unless a blank separates its copies
+
+
+def word_errors(rows: list[dict]) -> dict:
+    """Substituted pairs, deleted and inserted words, and errors per reference word (jiwer's alignment)."""
+    out = jiwer.process_words([r["reference"] for r in rows], [r["hypothesis"] for r in rows])
+    substituted, deleted, inserted, per_word, words = Counter(), Counter(), Counter(), Counter(), Counter()
+    for ref, hyp, alignment in zip(out.references, out.hypotheses, out.alignments):
+        words.update(ref)
+        for chunk in alignment:
+            ref_span, hyp_span = ref[chunk.ref_start_idx:chunk.ref_end_idx], hyp[chunk.hyp_start_idx:chunk.hyp_end_idx]
+            if chunk.type == "substitute":
+                substituted.update(zip(ref_span, hyp_span))
+                per_word.update(ref_span)
+            elif chunk.type == "delete":
+                deleted.update(ref_span)
+                per_word.update(ref_span)
+            elif chunk.type == "insert":
+                inserted.update(hyp_span)
+    doubled = [w for w in words if DOUBLED.search(w)]
+    collapsed = sum(n for (ref, hyp), n in substituted.items() if DOUBLED.search(ref) and DOUBLED.sub(r"\1", ref) == hyp)
+    return {
+        "wer": out.wer, "substitutions": out.substitutions, "deletions": out.deletions, "insertions": out.insertions,
+        "reference_words": sum(words.values()), "substituted": substituted, "deleted": deleted, "inserted": inserted,
+        "per_word": per_word, "words": words,
+        "doubled_letter_words": sum(words[w] for w in doubled), "doubled_letter_errors": sum(per_word[w] for w in doubled),
+        "doubled_written_once": collapsed,
+    }
+
+
+def speaker_wers(rows: list[dict]) -> dict[str, float]:
+    by_speaker = defaultdict(list)
+    for r in rows:
+        by_speaker[r["speaker"] or "unknown"].append(r)
+    return {s: jiwer.wer([r["reference"] for r in rs], [r["hypothesis"] for r in rs]) for s, rs in by_speaker.items()}

@@ -22,10 +22,12 @@ from .data.features import FeatureConfig, SpecAugment
 from .data.manifest import Utterance, load_dataset
 from .decoding import Decoder, LexiconDecoder, lexicon_of
 from .errors import PredictnasError
+from . import pretrained
 from .space import SPACES
 from .supernet import Supernet, load_supernet
 from .supernet.subnet import output_lengths
-from .train import SUPERNET, Trainer, TrainConfig, ctc_infeasible, training_device
+from .rundir import RunDir
+from .train import Trainer, TrainConfig, ctc_infeasible, training_device
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,15 @@ PRESETS = {
                                      spec_augment_from=2000, frontend_match_weight=1.0,
                                      random_subnets=1, precision="auto", dropout=0.0,
                                      snapshot_every_steps=1000)),
+    # A second stage from a trained supernet's weights (train --preset refine --init-from SUPERNET.pt):
+    # sandwich steps only, at half the peak learning rate, each with one subnet near the largest and one
+    # uniformly scaled like a hand-designed Conformer (train.uniformly_scaled), which the first stage
+    # almost never drew.
+    "refine": Preset("refine", corpus="small", space="speech-v1",
+                     train=TrainConfig(steps=3000, batch_seconds=40.0, peak_lr=5e-4, warmup_steps=100,
+                                       distill_ramp_steps=1, frontend_match_weight=1.0, random_subnets=2,
+                                       subnet_draw="mixed", precision="auto", dropout=0.0,
+                                       snapshot_every_steps=1000)),
 }
 DEFAULT_PRESET = "small"
 
@@ -114,23 +125,31 @@ def split_utterances(sources: DataSources, progress: bool = True) -> tuple[dict[
                     "recipe": info.recipe.to_dict(), "intents": list(info.intents)}
 
 
-def feature_cache_dir(description: dict, run_dir: Path) -> Path:
+def feature_cache_dir(description: dict, run: RunDir) -> Path:
     """Corpus features live in the user cache beside the corpus; a user data set's in its run directory."""
     if description["kind"] == "corpus":
         return default_corpus_root() / "features"
-    return run_dir / "features"
+    return run.features
 
 
-def train_supernet(run_dir: str | Path, preset: Preset, sources: DataSources, steps: int | None = None,
+def train_supernet(run: RunDir | str | Path, preset: Preset, sources: DataSources, steps: int | None = None,
                    seed: int | None = None, progress: bool = True, device: str = "cpu",
-                   log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> Supernet:
-    """Train (or resume training) the supernet of ``preset`` in ``run_dir`` on ``device`` (cpu, cuda or
-    auto); returns the trained supernet, on the CPU."""
-    run_dir, device = Path(run_dir), training_device(device)  # refuse an unusable device before any work
+                   log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+                   init_from: str | Path | None = None) -> Supernet:
+    """Train (or resume training) the supernet of ``preset`` into ``run`` on ``device`` (cpu, cuda or
+    auto), from random weights or, with ``init_from``, from those of a trained supernet of the same space;
+    returns the trained supernet, on the CPU."""
+    run, device = RunDir.of(run), training_device(device)  # refuse an unusable device before any work
     config = dataclasses.replace(preset.train, **{k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None})
+    if init_from is not None:  # absolute, so the checkpoint's configuration names it from anywhere
+        where = str(init_from)
+        config = dataclasses.replace(config, init_from=where if where.startswith("pretrained:") else
+                                     str(Path(where).resolve()))
+    if preset.name == "refine" and not config.init_from:
+        raise PredictnasError("the refine preset continues a trained supernet: pass --init-from SUPERNET.pt")
     splits, description = split_utterances(sources, progress)
     features = FeatureConfig(sample_rate=sources.sample_rate)
-    cache = feature_cache_dir(description, run_dir)
+    cache = feature_cache_dir(description, run)
     train = FeatureStore.build(splits["train"], features, cache, resample=sources.resample, progress=progress)
     if not any(t.numel() for t in train.targets):
         raise PredictnasError("no words to learn: every training transcript is empty once normalised "
@@ -148,24 +167,31 @@ def train_supernet(run_dir: str | Path, preset: Preset, sources: DataSources, st
                 "train_features": cache_key(splits["train"], features)}
     torch.manual_seed(config.seed)  # the initial weights are part of the run's result
     supernet = Supernet(space, dropout=config.dropout, metadata=metadata)
+    if config.init_from:
+        start = load_supernet(pretrained.resolve_supernet(config.init_from))
+        if start.space != space:
+            raise PredictnasError(f"--init-from {config.init_from}: a supernet of another space or data "
+                                  f"({start.space.name}, {start.space.n_intents} intents)")
+        supernet.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
     trainer = Trainer(
         supernet, config,
         batches=lambda epoch, generator: epoch_batches(train, intents, batch_seconds=config.batch_seconds,
                                                        shuffle=True, generator=generator),
-        run_dir=run_dir, augment=SpecAugment().train(), data_fingerprint=metadata["train_features"],
+        files=run.training, augment=SpecAugment().train(), data_fingerprint=metadata["train_features"],
         frames_per_second=features.frames_per_second, device=device)
     trainer.fit(progress=progress)
     return supernet
 
 
-def load_split(supernet: Supernet, split: str = "dev", run_dir: str | Path | None = None,
+def load_split(supernet: Supernet, split: str = "dev", run: RunDir | str | Path | None = None,
                progress: bool = True, data: Path | None = None) -> FeatureStore:
-    """Features of a split of the data ``supernet`` was trained on (computed once, then cached); ``data``
-    (a JSONL manifest or LibriSpeech folder) replaces the split's utterances, e.g. a user's test set."""
+    """Features of a split of the data ``supernet`` was trained on (computed once, then cached: a user data
+    set's in ``run``); ``data`` (a JSONL manifest or LibriSpeech folder) replaces the split's utterances,
+    e.g. a user's test set."""
     meta = supernet.metadata
     utterances = load_dataset(data) if data is not None else utterances_of(supernet, split, progress)
     features = FeatureConfig.from_dict(meta["features"])
-    cache = feature_cache_dir(meta["data"], Path(run_dir or "."))
+    cache = feature_cache_dir(meta["data"], RunDir.of(run))
     return FeatureStore.build(utterances, features, cache, resample=meta.get("resample", False), progress=progress)
 
 
@@ -208,15 +234,15 @@ def decoder_for(supernet: Supernet, progress: bool = True) -> Decoder:
     return LexiconDecoder(lexicon_of(u.text for u in utterances_of(supernet, "train", progress)))
 
 
-def supernet_file(run_dir: str | Path | None = None, path: str | Path | None = None) -> Path:
-    """``path`` (a file or ``pretrained:<name>``), else the one ``predictnas train`` wrote into ``run_dir``,
+def supernet_file(run: RunDir | str | Path | None = None, path: str | Path | None = None) -> Path:
+    """``path`` (a file or ``pretrained:<name>``), else the one ``predictnas train`` wrote into ``run``,
     else the shipped supernet of the default space."""
     from . import pretrained
 
     if path is not None:
         path = pretrained.resolve_supernet(path)
     else:
-        path = Path(run_dir or "runs/default") / SUPERNET
+        path = RunDir.of(run).supernet
         if not path.exists() and pretrained.artifact("supernet") is not None:
             path = pretrained.artifact("supernet")
     if not path.exists():
@@ -224,6 +250,6 @@ def supernet_file(run_dir: str | Path | None = None, path: str | Path | None = N
     return path
 
 
-def load_trained_supernet(run_dir: str | Path | None = None, path: str | Path | None = None) -> Supernet:
+def load_trained_supernet(run: RunDir | str | Path | None = None, path: str | Path | None = None) -> Supernet:
     """The supernet of :func:`supernet_file`."""
-    return load_supernet(supernet_file(run_dir, path))
+    return load_supernet(supernet_file(run, path))

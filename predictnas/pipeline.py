@@ -13,7 +13,7 @@ its picks. Each stage is the same library call its own command makes.
 Why two rounds: the predictor learns shared-weight WER, but fine-tuning takes different amounts off
 different models (more off ones with more compute and conv modules), so the first search optimizes the
 wrong number. The models verify fine-tunes tell how shared-weight WER and the architecture turn into the
-WER verify measures (:mod:`predictnas.predictor.finetune`), and the second search optimizes that
+WER verify measures (:mod:`predictnas.predictor.calibrate`), and the second search optimizes that
 estimate. The shipped calibration was made the same way, so a run from the shipped artifacts needs one
 round only.
 """
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from .experiment import DataSources
+from .rundir import RunDir, SearchFiles
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,9 @@ class PipelineSettings:
     ray_address: str | None = None  # evaluate subnets and train verify's models on this Ray cluster
 
 
-def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str], None] = print,
+def run_pipeline(run: RunDir | Path, settings: PipelineSettings, log: Callable[[str], None] = print,
                  progress: bool = True) -> Path:
-    """Run every stage into ``run_dir``; returns the final top.json (``calibrated/top.json`` after a calibration).
+    """Run every stage into ``run``; returns the final top.json (``calibrated/top.json`` after a calibration).
     With ``settings.pretrained``, the shipped artifacts replace training, sampling, fitting and calibrating."""
     from . import pretrained
     from .bundle import Bundle
@@ -62,13 +63,14 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
     from .latency.estimate import LatencyEstimator
     from .latency.table import LatencyTable
     from .predictor import AccuracyPredictor, FeatureSpec, SQLiteStore
-    from .predictor.finetune import FinetuneCalibration, calibrate
-    from .predictor.fitting import fit_predictor
-    from .predictor.runner import STORE, sample_subnets, supernet_meter
-    from .search.job import SearchSettings, parse_latency_ms, run_search
+    from .predictor.calibrate import FinetuneCalibration, calibrate
+    from .predictor.fit import fit_predictor
+    from .predictor.sample import sample_subnets, supernet_meter
+    from .search.search import SearchSettings, parse_latency_ms, run_search
     from .space import SearchSpace
     from .verify import VerifySettings, run_verify, shipped_baselines
 
+    run = RunDir.of(run)
     budget_ms = parse_latency_ms(settings.budget)  # a bad budget fails before an hour of training
     preset = get_preset(settings.preset)
     calibrating = settings.verify and settings.calibrate and not settings.pretrained
@@ -85,14 +87,14 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
         step(2, f"the shipped supernet, predictor and fine-tuning calibration ({pretrained.DEFAULT}; --train to "
                 "train your own)")
     else:
-        supernet_path, predictor_path = run_dir / "supernet.pt", run_dir / "predictor.json"
-        step(2, f"supernet ({preset.name} preset) in {run_dir}")
-        train_supernet(run_dir, preset, settings.data or DataSources(corpus_preset=preset.corpus), progress=progress)
+        supernet_path, predictor_path = run.supernet, run.predictor
+        step(2, f"supernet ({preset.name} preset) in {run}")
+        train_supernet(run, preset, settings.data or DataSources(corpus_preset=preset.corpus), progress=progress)
         step(3, f"evaluating {settings.subnets} subnets with the supernet's weights")
-        sample_subnets(run_dir, settings.subnets, workers=settings.workers, estimator=LatencyEstimator(table),
+        sample_subnets(run, settings.subnets, workers=settings.workers, estimator=LatencyEstimator(table),
                        repeat=settings.repeat, progress=progress, ray_address=settings.ray_address)
         step(4, "fitting the accuracy predictor")
-        with SQLiteStore(run_dir / STORE) as store:
+        with SQLiteStore(run.store) as store:
             space = SearchSpace(store.space_config())
             fitted, _ = fit_predictor(store, space, FeatureSpec(("encoding", "closed_form"), space.config))
         fitted.save(predictor_path)
@@ -108,7 +110,8 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
     verify_settings = VerifySettings(finetune_steps=settings.finetune_steps, protocols=settings.protocol,
                                      baselines=baselines, ray_address=settings.ray_address)
 
-    def search(top: Path, n: int, what: str, finetune=None) -> None:
+    def search(files: SearchFiles, n: int, what: str, finetune=None) -> None:
+        top = files.top
         if top.exists():
             searched = Bundle.load(top).model["supernet"].get("hash")
             if searched != (predictor.supernet or {}).get("hash"):
@@ -118,44 +121,44 @@ def run_pipeline(run_dir: Path, settings: PipelineSettings, log: Callable[[str],
             return
         step(n, f"searching under {budget_ms:g} ms for {settings.search_seconds:g} s{what}")
         def meter(target: str):
-            return supernet_meter(target, supernet_path, run_dir, settings.workers, LatencyEstimator(table),
+            return supernet_meter(target, supernet_path, run, settings.workers, LatencyEstimator(table),
                                   progress, settings.ray_address)
-        run_search(search_settings, table, predictor, top, predictor_path, progress=progress,
+        run_search(search_settings, table, predictor, files, predictor_path, progress=progress,
                    command="predictnas run", log=log, meter=meter, finetune=finetune)
 
-    def verify(top: Path, n: int) -> None:
+    def verify(files: SearchFiles, n: int) -> None:
         step(n, "verifying the picks" + (" and the hand-crafted baselines" if settings.baselines else ""))
-        run_verify(top, top.parent / "verify", verify_settings, lut_path=table_path, progress=progress, log=log)
+        run_verify(files.top, verify_settings, files.verify, run, lut_path=table_path, progress=progress, log=log)
 
-    top = run_dir / "top.json"
+    first = run.search
     if settings.pretrained:
-        search(top, 3, ", for the WER after fine-tuning", finetune)
+        search(first, 3, ", for the WER after fine-tuning", finetune)
         if settings.verify:
-            verify(top, 4)
-        return top
-    search(top, 5, "")
+            verify(first, 4)
+        return first.top
+    search(first, 5, "")
     if not settings.verify:
-        return top
-    verify(top, 6)
+        return first.top
+    verify(first, 6)
     if not calibrating:
-        return top
+        return first.top
     step(7, "calibrating shared-weight WER (and architecture descriptors) to the WER verify measured")
     try:
         # architecture descriptors only beside the baselines: the top-k alone are too few and too alike to
         # fit their coefficients
-        finetune = calibrate(run_dir, [top.parent / "verify" / "verify.json"], supernet_path,
+        finetune = calibrate(run, [first.verify.report_json], supernet_path,
                              settings.workers, progress=progress,
                              **({} if verify_settings.baselines else {"descriptors": ()}))
     except PredictnasError as e:  # too few or too alike models to fit a line: the first round stands
         log(f"not calibrated: {e}")
-        return top
-    finetune.save(run_dir / "finetune.json")
+        return first.top
+    finetune.save(run.finetune)
     log(f"  {finetune.describe()}")
-    calibrated = run_dir / "calibrated" / "top.json"
-    search(calibrated, 8, ", for the fine-tuned WER", finetune)
+    second = run.calibrated
+    search(second, 8, ", for the fine-tuned WER", finetune)
     for baseline in map(Path, verify_settings.baselines):  # measured in the first round: not trained again
-        done, there = top.parent / "verify" / baseline.stem, calibrated.parent / "verify" / baseline.stem
+        done, there = first.verify.model(baseline.stem).folder, second.verify.model(baseline.stem).folder
         if done.is_dir() and not there.exists():
             shutil.copytree(done, there)
-    verify(calibrated, 9)
-    return calibrated
+    verify(second, 9)
+    return second.top

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
+from .frames import halve
+
 
 def quantize_activations(x: Tensor, valid: Tensor | None = None) -> Tensor:
     """``x`` rounded to uint8 with one scale and zero point per utterance (the first axis), then back to
@@ -77,7 +79,7 @@ def frame_masks(lengths: Tensor, frames: int, halvings: int = 4) -> dict[int, Te
     masks = {}
     for _ in range(halvings + 1):
         masks.setdefault(frames, torch.arange(frames)[None, :] < lengths[:, None])
-        frames, lengths = (frames + 1) // 2, (lengths + 1) // 2
+        frames, lengths = halve(frames), halve(lengths)
     return masks
 
 

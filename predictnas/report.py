@@ -12,10 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import kendalltau
 
 from .decoding import describe
-from .io import atomic_path, write_json
+from .io import atomic_path
+from .ranking import kendall
+from .rundir import VerifyFiles
+from .verification import Verification
 
 BUDGET_TOLERANCE = 1.05
 
@@ -36,8 +38,8 @@ def summarize(verification: dict) -> dict:
         m["inherited_wer_error_points"] = (None if predicted_wer is None or finetuned
                                            else 100 * (m["inherited"]["wer"]["all"] - predicted_wer))
     if len(models) >= 3:
-        tau = kendalltau([m["inherited"]["wer"]["all"] for m in models], [m["measured"]["wer"]["all"] for m in models])[0]
-        summary["kendall_inherited_vs_finetuned"] = float(tau)
+        summary["kendall_inherited_vs_finetuned"] = kendall([m["inherited"]["wer"]["all"] for m in models],
+                                                            [m["measured"]["wer"]["all"] for m in models])
     if nas and baselines:
         best_base = min(baselines, key=lambda m: m["measured"]["wer"]["all"])
         best_nas = min(nas, key=lambda m: m["measured"]["wer"]["all"])
@@ -65,12 +67,12 @@ def predicted_wer_of(model: dict) -> float | None:
     return predicted.get("finetuned_wer", predicted.get("wer"))
 
 
-def write_report(verification: dict, out: Path) -> None:
+def write_report(verification: dict, out: VerifyFiles) -> None:
     verification["summary"] = summarize(verification)
-    write_json(out / "verify.json", verification)
-    with atomic_path(out / "report.md") as tmp:
+    Verification(verification).save(out.report_json)
+    with atomic_path(out.report_md) as tmp:
         tmp.write_text(markdown(verification))
-    plot(verification, out)
+    plot(verification, out.plot)
 
 
 def _pct(x) -> str:
@@ -132,7 +134,7 @@ def markdown(v: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(v: dict, out: Path) -> None:
+def plot(v: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -168,6 +170,6 @@ def plot(v: dict, out: Path) -> None:
         ax.legend()
     ax.set(xlabel="measured latency (ms)", ylabel="measured WER (%)", title="NAS picks (blue) vs hand-crafted (orange)")
     fig.tight_layout()
-    with atomic_path(out / "verify.png") as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)

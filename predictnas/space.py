@@ -37,6 +37,9 @@ GLOBAL_FIELDS = ("frontend_kernel", "frontend_kind", "width", "depth", "connecti
 BLOCK_FIELDS = ("heads", "ffn_dim", "conv_kind", "conv_kernel", "dilation", "conv_placement")
 CONV_FIELDS = ("conv_kernel", "dilation", "conv_placement")  # meaningless when conv_kind is "none"
 NO_CONV = "none"
+# gene columns of the global choices a vectorized operation reads (the blocks follow, len(BLOCK_FIELDS) each)
+WIDTH_GENE, DEPTH_GENE, CONNECTIVITY_GENE, DOWNSAMPLE_GENE = (
+    GLOBAL_FIELDS.index(f) for f in ("width", "depth", "connectivity", "downsample_after"))
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,24 @@ def get_space(name: str = DEFAULT_SPACE.name) -> "SearchSpace":
     if name not in SPACES:
         raise InvalidArchitecture(f"unknown search space {name!r}; known: {', '.join(sorted(SPACES))}")
     return SearchSpace(SPACES[name])
+
+
+def largest_arch(space: "SearchSpace | SpaceConfig", frontend_kind: str = "full", conv_kind: str = "dwsep",
+                 connectivity: str = "linear", downsample_after: int | None = None) -> Arch:
+    """Every size at its maximum: the supernet's teacher with the defaults. Linear, because dense
+    connectivity with its skip weights at zero (their initial value) is linear: a teacher trained linear
+    leaves dense subnets a small step away, while a dense teacher made linear subnets collapse to blanks."""
+    c = getattr(space, "config", space)
+    block = Block(max(c.heads), max(c.ffn_dims), conv_kind, max(c.conv_kernels), 1, "after")
+    return Arch(max(c.frontend_kernels), frontend_kind, max(c.widths), connectivity, downsample_after,
+                (block,) * c.max_depth)
+
+
+def smallest_arch(space: "SearchSpace | SpaceConfig") -> Arch:
+    """Every size at its minimum, no conv modules."""
+    c = getattr(space, "config", space)
+    block = Block(min(c.heads), min(c.ffn_dims), NO_CONV)
+    return Arch(min(c.frontend_kernels), "dwsep", min(c.widths), "linear", None, (block,) * min(c.depths))
 
 
 @dataclass(frozen=True)
@@ -278,6 +299,12 @@ class SearchSpace:
                 return f"{name}: gene {int(value)} has no meaning here (block beyond the depth, or no conv) and must be 0"
         return None
 
+    def load_arch(self, path) -> Arch:
+        """Read and check an ARCH.json file (a bare architecture or a ``top.json`` entry)."""
+        from .io import read_json
+
+        return self.from_json(read_json(path), source=str(path))
+
     def from_json(self, text: str | dict, source: str = "architecture") -> Arch:
         """Parse and check an architecture from JSON text (or an already-parsed dict).
 
@@ -319,7 +346,7 @@ class SearchSpace:
     # ---- gene matrices: vectorized operators -----------------------------------------------------
 
     def depth_of(self, genes: np.ndarray) -> np.ndarray:
-        return self._depth_values.take(genes[:, 3], mode="clip")
+        return self._depth_values.take(genes[:, DEPTH_GENE], mode="clip")
 
     def meaningful(self, genes: np.ndarray) -> np.ndarray:
         """Boolean ``(n, n_genes)``: which genes carry meaning (active slots; conv genes of conv blocks)."""
@@ -339,7 +366,7 @@ class SearchSpace:
         for j, high in enumerate(self._highs_u8):
             ok &= unsigned[:, j] < high
         depth = self.depth_of(genes)
-        ok &= genes[:, 5] < depth
+        ok &= genes[:, DOWNSAMPLE_GENE] < depth
         for b, base in enumerate(self._block_bases):
             attention_ffn = genes[:, base] | genes[:, base + 1] | genes[:, base + 2]
             conv = genes[:, base + 3] | genes[:, base + 4] | genes[:, base + 5]
@@ -353,7 +380,7 @@ class SearchSpace:
         downsample_u = u[5].copy()
         u *= self.highs.astype(np.float32)[:, None]
         genes = u.astype(np.int8).T
-        genes[:, 5] = (downsample_u * self.depth_of(genes)).astype(np.int8)
+        genes[:, DOWNSAMPLE_GENE] = (downsample_u * self.depth_of(genes)).astype(np.int8)
         return self._canonical(genes)
 
     def mutate(self, genes: np.ndarray, rng: np.random.Generator, rate: float = 0.1) -> np.ndarray:
@@ -414,7 +441,7 @@ class SearchSpace:
         rows, owner = [], []
         for i, row in enumerate(parents):
             for j in np.flatnonzero(meaning[i]):
-                values = np.arange(depth[i] if j == 5 else self.highs[j], dtype=np.int8)
+                values = np.arange(depth[i] if j == DOWNSAMPLE_GENE else self.highs[j], dtype=np.int8)
                 values = values[values != row[j]]
                 block = np.repeat(row[None], len(values), axis=0)
                 block[:, j] = values
@@ -533,9 +560,9 @@ class SearchSpace:
     @staticmethod
     def _redraw_downsampling(child: np.ndarray, depth: np.ndarray, rng: np.random.Generator) -> None:
         """In place: a downsampling point at or beyond the depth is drawn uniformly below the depth."""
-        too_deep = np.flatnonzero(child[:, 5] >= depth)
+        too_deep = np.flatnonzero(child[:, DOWNSAMPLE_GENE] >= depth)
         if len(too_deep):
-            child[too_deep, 5] = _uniform_below(rng, depth[too_deep])
+            child[too_deep, DOWNSAMPLE_GENE] = _uniform_below(rng, depth[too_deep])
 
 
 def _uniform_below(rng: np.random.Generator, highs: np.ndarray) -> np.ndarray:

@@ -44,15 +44,9 @@ from .space import Arch, SearchSpace
 from .supernet import SubnetOutput, load_supernet
 from .supernet.export import INPUT_NAME, export_onnx
 from .retrain import trained_model, train_on_ray, training_seconds
+from .rundir import ModelFiles, RunDir, SearchFiles, VerifyFiles
 from .train import TrainConfig
-
-RESULT = "result.json"
-CLAIM = "claim.json"  # the architecture and settings a model folder's work belongs to
-# settings that change a model's weights or measurements: a folder's work is resumed only under the same ones
-RECIPE_FIELDS = ("finetune_steps", "from_scratch", "baselines_from_scratch", "peak_lr", "batch_seconds", "precision",
-                 "device", "production_sample_rate", "split", "test_data", "protocols", "seed")
-# what folders claimed before a field was recorded were verified with
-RECIPE_BEFORE = {"baselines_from_scratch": False, "precision": "fp32"}
+from .verification import MEASUREMENT_RECIPE, RECIPE_BEFORE
 
 
 @dataclass(frozen=True)
@@ -80,7 +74,9 @@ class VerifySettings:
     ray_address: str | None = None  # train the models on this Ray cluster (results are the same)
 
     def recipe(self) -> dict:
-        return {k: getattr(self, k) for k in RECIPE_FIELDS}
+        """The settings that change a model's weights or measurements: a folder's work is resumed only
+        under the same ones."""
+        return {k: getattr(self, k) for k in MEASUREMENT_RECIPE}
 
     def trains_from_scratch(self, model: "Model") -> bool:
         return self.from_scratch or (self.baselines_from_scratch and model.kind == "baseline")
@@ -142,9 +138,9 @@ def check_predictions(bundle: Bundle, table: LatencyTable) -> None:
     that table estimates: the report sets measurements against these predictions, so they must be the
     search's, not a later table's or an edited file's."""
     recorded = bundle.lut.get("hash")
-    if recorded and recorded != table.content_hash():
+    if recorded and recorded != table.content_hash:
         raise PredictnasError(f"{table.source}: not the latency table top.json was searched with (hash "
-                              f"{table.content_hash()}, top.json records {recorded}); search again with this table")
+                              f"{table.content_hash}, top.json records {recorded}); search again with this table")
     estimator = LatencyEstimator(table, SearchSpace(table.space))
     for c in bundle.candidates:
         estimate = estimator.estimate_arch(c.arch)
@@ -153,45 +149,44 @@ def check_predictions(bundle: Bundle, table: LatencyTable) -> None:
                                   f"table it was searched with estimates {estimate:g} ms; the file was edited")
 
 
-def check_recipes(models: list[Model], out: Path, settings: VerifySettings) -> None:
+def check_recipes(models: list[Model], out: VerifyFiles, settings: VerifySettings) -> None:
     """Refuse an output folder whose models were (or are being) verified with other settings: resuming
     would mix their weights and measurements into this run's report."""
     for model in models:
-        claim = read_json(out / model.name / CLAIM) if (out / model.name / CLAIM).exists() else {}
+        files = out.model(model.name)
+        claim = read_json(files.claim) if files.claim.exists() else {}
         if claim.get("arch_id") != model.arch.arch_id:
             continue  # nothing of this model to resume: the folder is new, or another model's (replaced)
-        before = claim.get("recipe", {})
-        changed = [f"{k} {before.get(k, RECIPE_BEFORE.get(k))!r} -> {v!r}" for k, v in settings.recipe().items()
-                   if before.get(k, RECIPE_BEFORE.get(k)) != v]
+        before = {**RECIPE_BEFORE, **claim.get("recipe", {})}
+        changed = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in settings.recipe().items() if before.get(k) != v]
         if changed:
-            raise PredictnasError(f"{out / model.name} was verified with other settings ({', '.join(changed)}); "
+            raise PredictnasError(f"{files.folder} was verified with other settings ({', '.join(changed)}); "
                                   f"verify into another --out, or delete it")
 
 
-def claim_folder(work: Path, model: Model, settings: VerifySettings) -> None:
-    """Make ``work`` this model's: work left there for another architecture (the bundle was searched
+def claim_folder(work: ModelFiles, model: Model, settings: VerifySettings) -> None:
+    """Make the folder of ``work`` this model's: work left there for another architecture (the bundle was searched
     again) is removed, since resuming it would measure the wrong model under this one's name."""
-    claim = work / CLAIM
-    if claim.exists():
-        owner = read_json(claim).get("arch_id")
+    if work.claim.exists():
+        owner = read_json(work.claim).get("arch_id")
     else:  # a folder from before claims were recorded: its result says whose it is
-        owner = read_json(work / RESULT).get("arch_id") if (work / RESULT).exists() else None
+        owner = read_json(work.result).get("arch_id") if work.result.exists() else None
     if owner not in (None, model.arch.arch_id):
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    if not claim.exists():
-        write_json(claim, {"arch_id": model.arch.arch_id, "recipe": settings.recipe()})
+        shutil.rmtree(work.folder)
+    work.folder.mkdir(parents=True, exist_ok=True)
+    if not work.claim.exists():
+        write_json(work.claim, {"arch_id": model.arch.arch_id, "recipe": settings.recipe()})
 
 
 def verify_model(model: Model, supernet, table: LatencyTable, estimator: LatencyEstimator, test: FeatureStore,
-                 settings: VerifySettings, out: Path, progress: bool = True, decoder: Decoder | None = None,
-                 run_dir: Path | None = None) -> dict:
-    """Train, export, time and score one model in ``out / model.name``; resumes where it stopped. A result
+                 settings: VerifySettings, out: VerifyFiles, progress: bool = True, decoder: Decoder | None = None,
+                 run: RunDir | None = None) -> dict:
+    """Train, export, time and score one model in its folder of ``out``; resumes where it stopped. A result
     decoded otherwise than with ``decoder`` is measured again from the trained model (decoding does not
     change the training)."""
     decoder = decoder or GreedyDecoder()
-    work = out / model.name
-    done = work / RESULT
+    work = out.model(model.name)
+    done = work.result
     claim_folder(work, model, settings)
     earlier = read_json(done) if done.exists() else None
     if earlier is not None and same_decoding(earlier.get("decoding"), decoder.spec()):
@@ -199,12 +194,12 @@ def verify_model(model: Model, supernet, table: LatencyTable, estimator: Latency
     space = supernet.space
     from_scratch = settings.trains_from_scratch(model)
     subnet = trained_model(model.arch, supernet, settings.train_config(from_scratch), from_scratch, settings.seed,
-                           work / "train", progress, run_dir)
-    train_seconds = training_seconds(work / "train")
+                           work.training, progress, run)
+    train_seconds = training_seconds(work.training)
 
-    fp32 = export_onnx(subnet.eval(), work / "model.onnx")
+    fp32 = export_onnx(subnet.eval(), work.onnx)
     int8_device = get_device("cpu-int8")
-    int8 = work / "model.int8.onnx"
+    int8 = work.onnx_int8
     int8.write_bytes(int8_device.prepare(fp32.read_bytes()))
     device = get_device(settings.device)
     onnx_bytes = (int8 if device.fingerprint()["dtype"] == "int8" else fp32).read_bytes()
@@ -272,15 +267,20 @@ def _production_store(supernet, settings: VerifySettings, test: FeatureStore) ->
     return FeatureStore.build(list(test.utterances), config, cache, resample=supernet.metadata.get("resample", False))
 
 
-def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySettings, supernet_path: Path | None = None,
+def run_verify(bundle_path: str | Path, settings: VerifySettings, out: VerifyFiles | str | Path | None = None,
+               run: RunDir | str | Path | None = None, supernet_path: Path | None = None,
                lut_path: Path | None = None, progress: bool = True, log=print) -> dict:
-    """Verify every model of the bundle into ``out``; returns the verify.json content (also written)."""
+    """Verify every model of the bundle into ``out`` (default: ``verify/`` beside it); a user data set's
+    features are cached in ``run`` (default: the bundle's folder). Returns the verify.json content (also
+    written)."""
     from .latency.table import find_table
-    from .predictor.runner import supernet_fingerprint
+    from .predictor.sample import supernet_fingerprint
     from .report import write_report
 
     bundle = Bundle.load(bundle_path)
-    out = Path(out)
+    out = SearchFiles(Path(bundle_path)).verify if out is None else out if isinstance(out, VerifyFiles) else \
+        VerifyFiles(Path(out))
+    run = RunDir.of(Path(bundle_path).parent if run is None else run)
     supernet_path = supernet_file(path=supernet_path or bundle.model["supernet"]["path"])
     supernet = load_supernet(supernet_path)
     if supernet.space != bundle.space:
@@ -303,25 +303,24 @@ def run_verify(bundle_path: str | Path, out: str | Path, settings: VerifySetting
                         f"captured at {settings.production_sample_rate} Hz")
     for w in warnings:
         log(f"warning: {w}")
-    check_writable(out)  # now, not after the trainings
+    check_writable(out.folder)  # now, not after the trainings
     results = []
     models = models_to_verify(bundle, settings.baselines, settings.picks)
     check_recipes(models, out, settings)
     # shared by every model: the LUT's dense tables and the test split's features
     estimator = LatencyEstimator(table, SearchSpace(table.space))
-    run_dir = Path(bundle_path).parent
-    test = load_split(supernet, settings.split, run_dir, progress=progress,
+    test = load_split(supernet, settings.split, run, progress=progress,
                       data=Path(settings.test_data) if settings.test_data else None)
     if settings.ray_address:  # the trainings on the cluster, side by side; the driver times and scores below
         jobs = [(model, settings.trains_from_scratch(model)) for model in models]
         for model, _ in jobs:
-            claim_folder(out / model.name, model, settings)
-        train_on_ray(settings.ray_address, supernet_path, [(out / m.name / "train", m.arch, settings.train_config(s), s)
-                                                           for m, s in jobs], settings.seed, run_dir, log)
+            claim_folder(out.model(model.name), model, settings)
+        train_on_ray(settings.ray_address, supernet_path, [(out.model(m.name).training, m.arch,
+                                                            settings.train_config(s), s) for m, s in jobs],
+                     settings.seed, run, log)
     for i, model in enumerate(models, 1):
         log(f"[{i}/{len(models)}] {model.name} ({model.arch.arch_id})")
-        results.append(verify_model(model, supernet, table, estimator, test, settings, out, progress, decoder,
-                                    run_dir))
+        results.append(verify_model(model, supernet, table, estimator, test, settings, out, progress, decoder, run))
     verification = {"bundle": str(Path(bundle_path).resolve()), "settings": dataclasses.asdict(settings),
                     "device": table.device, "lut": table.source, "decoding": decoder.spec(), "warnings": warnings,
                     "budget_ms": bundle.objective.get("budget_ms"), "predictor": bundle.predictor, "search": bundle.search,

@@ -1,5 +1,6 @@
 """Running ``predictnas`` as a user does, in a subprocess, for the command-line tests."""
 
+import json
 import os
 import subprocess
 import sys
@@ -13,23 +14,49 @@ def cli_env(cache: Path) -> dict:
     return {**os.environ, "PREDICTNAS_CACHE": str(cache)}
 
 
-def start(env: dict, *args, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "predictnas", *map(str, args)], cwd=REPO, env=env,
+def start(env: dict | None, *args, cwd: Path = REPO, **kwargs) -> subprocess.Popen:
+    """``predictnas ARGS`` in a process of its own (``env`` None: this process's environment)."""
+    return subprocess.Popen([sys.executable, "-m", "predictnas", *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-def run(env: dict, *args) -> subprocess.CompletedProcess:
-    proc = start(env, *args)
-    out, err = proc.communicate(timeout=900)
+def predictnas(*args, env: dict | None = None, cwd: Path = REPO, timeout: float = 900) -> subprocess.CompletedProcess:
+    """``predictnas ARGS`` run to its end: exit status, stdout and stderr."""
+    proc = start(env, *args, cwd=cwd)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def one_error_line(result: subprocess.CompletedProcess, message: str) -> None:
-    """Exit status 2 and a last stderr line ``error: ...`` containing ``message``, no traceback."""
+def run(env: dict, *args) -> subprocess.CompletedProcess:
+    """``predictnas ARGS`` in the environment of a test module (see ``cli_env``)."""
+    return predictnas(*args, env=env)
+
+
+def record_refusal(result: subprocess.CompletedProcess) -> None:
+    """With ``PREDICTNAS_REFUSALS`` set to a file, append the refused command and the line it printed
+    (``tools/bad_input_report.py`` lists them)."""
+    path = os.environ.get("PREDICTNAS_REFUSALS")
+    if path:
+        lines = result.stderr.strip().splitlines()
+        command = ["predictnas", *(Path(a).name if "/" in a else a for a in map(str, result.args[3:]))]
+        with open(path, "a") as f:
+            f.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+                                "command": " ".join(command), "exit": result.returncode,
+                                "printed": lines[-1] if lines else ""}) + "\n")
+
+
+def one_error_line(result: subprocess.CompletedProcess, message: str, alone: bool = False) -> None:
+    """Exit status 2 and a last stderr line ``error: ...`` (or click's ``Error: ...`` for an option)
+    containing ``message``, no traceback; with ``alone``, nothing else on stderr."""
+    record_refusal(result)
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and message in lines[-1], result.stderr
+    assert lines[-1].lower().startswith("error: ") and message in lines[-1], result.stderr
     assert "Traceback" not in result.stderr
+    assert not alone or len(lines) == 1, result.stderr
 
 
 def tiny_experiment(env: dict, run_dir: Path, *sample_args) -> dict:

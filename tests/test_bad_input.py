@@ -18,16 +18,7 @@ from predictnas.latency.table import find_table
 from predictnas.space import get_space
 from predictnas.supernet import Supernet, save_supernet
 
-from commandline import run
-
-
-def refused(result, message: str) -> None:
-    """Exit status 2, the last stderr line names the problem (``error: ...``, or click's ``Error: ...`` for
-    an option), no traceback."""
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.lower().startswith("error: ") and message in last, result.stderr
-    assert "Traceback" not in result.stderr
+from commandline import one_error_line as refused, run
 
 
 @pytest.fixture(scope="module")

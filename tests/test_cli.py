@@ -1,9 +1,6 @@
 """The command line as a user runs it: a real process, its exit status and what it prints."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,13 +10,9 @@ from onnx import numpy_helper
 
 from predictnas.supernet import save_supernet
 
-REPO = Path(__file__).resolve().parents[1]
+from commandline import REPO, predictnas as run
+
 CONFORMER_M = REPO / "predictnas" / "pretrained" / "archs" / "speech-v1" / "conformer-m.json"
-
-
-def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "predictnas", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
 
 
 def test_space_info_lists_every_dimension_size_and_params():

@@ -2,6 +2,7 @@
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -191,7 +192,7 @@ def test_a_complete_corpus_is_reused(tiny):
     assert not list(tiny.path.parent.glob(".*partial*"))
 
 
-def test_incomplete_corpora_are_not_complete(tmp_path, monkeypatch):
+def test_incomplete_corpora_are_not_complete(tmp_path):
     root = tmp_path / "root"
     final = root / MICRO.dirname
     final.mkdir(parents=True)
@@ -205,47 +206,50 @@ def test_incomplete_corpora_are_not_complete(tmp_path, monkeypatch):
     with pytest.raises(PredictnasError, match="dev.jsonl"):
         load_corpus_info(final)
 
-    # An exception mid-build leaves neither the corpus nor its temporary folder.
-    other = CorpusRecipe.from_dict({**MICRO.to_dict(), "seed": 11})
-    calls = []
 
-    def failing(task):
-        calls.append(task)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return render(task)
+# Long enough (seconds) to be stopped mid-build: the builds below are interrupted at their first audio file.
+STOPPED = CorpusRecipe("stopped", utterances=(400, 3, 3), voices=(3, 2, 2), designed_voices=2, seed=7)
 
-    render = corpus_module._render_utterance
-    monkeypatch.setattr(corpus_module, "_render_utterance", failing)
-    with pytest.raises(KeyboardInterrupt):
-        build_corpus(root, other, workers=0, progress=False)
-    assert not (root / other.dirname).exists() and not list(root.glob(".*partial*"))
+
+def _stop_mid_build(root: Path, recipe: CorpusRecipe, signal_number: int) -> int:
+    """Start ``predictnas``'s corpus build of ``recipe`` in a process of its own, send it ``signal_number``
+    once it has written its first audio file, and return the process id."""
+    # Ctrl-C raises KeyboardInterrupt even where this process was started with SIGINT ignored (a background
+    # job of a non-interactive shell), which the child would inherit
+    code = (f"import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            f"from predictnas.data.corpus import CorpusRecipe, build_corpus; build_corpus({str(root)!r}, "
+            f"CorpusRecipe.from_dict({recipe.to_dict()!r}), workers=0, progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not list(root.glob(".*partial*/audio/train/*/*.wav")) and time.time() < deadline:
+            assert proc.poll() is None, "the build ended before it could be stopped"
+            time.sleep(0.05)
+        proc.send_signal(signal_number)
+        assert proc.wait(timeout=60) != 0, "the build finished before the signal"
+    finally:
+        proc.kill()
+        proc.wait()
+    return proc.pid
+
+
+def test_an_interrupted_build_leaves_neither_corpus_nor_temporary_folder(tmp_path):
+    root = tmp_path / "root"
+    _stop_mid_build(root, STOPPED, signal.SIGINT)  # Ctrl-C: KeyboardInterrupt mid-build
+    assert not (root / STOPPED.dirname).exists() and not list(root.glob(".*partial*"))
 
 
 @pytest.mark.slow
 def test_a_killed_build_leaves_no_corpus_and_is_cleaned_up(tmp_path):
     root = tmp_path / "root"
-    # The killed builder renders slowly, so it is surely mid-build when the kill comes.
-    code = (f"import time; from predictnas.data import corpus as c; render = c._render_utterance; "
-            f"c._render_utterance = lambda task: (time.sleep(0.2), render(task))[1]; "
-            f"c.build_corpus({str(root)!r}, c.CorpusRecipe.from_dict({MICRO.to_dict()!r}), workers=0, "
-            f"progress=False)")
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    try:
-        deadline = time.time() + 60
-        while not list(root.glob(".*partial*/audio/train/*/*.wav")) and time.time() < deadline:
-            assert proc.poll() is None, "the build ended before it could be killed"
-            time.sleep(0.05)
-    finally:
-        proc.kill()
-        proc.wait()
-    partials = list(root.glob(f".{MICRO.dirname}.partial-{proc.pid}-*"))
-    assert len(partials) == 1 and not (root / MICRO.dirname).exists()
+    pid = _stop_mid_build(root, STOPPED, signal.SIGKILL)
+    partials = list(root.glob(f".{STOPPED.dirname}.partial-{pid}-*"))
+    assert len(partials) == 1 and not (root / STOPPED.dirname).exists()
     with pytest.raises(PredictnasError):
         load_corpus_info(partials[0])
     other = build_corpus(root, CorpusRecipe.from_dict({**MICRO.to_dict(), "seed": 12}), workers=0, progress=False)
     assert other.path.exists() and partials[0].exists()  # another corpus's build leaves it alone
-    build_corpus(root, MICRO, workers=0, progress=False)
+    build_corpus(root, STOPPED, workers=0, progress=False)
     assert not partials[0].exists()  # its own next build removes the dead builder's folder
 
 

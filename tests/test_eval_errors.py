@@ -1,11 +1,6 @@
-"""tools/eval_errors.py: the word-error breakdown on transcripts with known errors (real jiwer alignments)."""
+"""The word-error breakdown (tools/eval_errors.py) on transcripts with known errors (real jiwer alignments)."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-from eval_errors import speaker_wers, word_errors  # noqa: E402
+from predictnas.evaluate import speaker_wers, word_errors
 
 
 def test_word_errors_counts_kinds_and_doubled_letters():

@@ -8,7 +8,7 @@ import pytest
 
 from predictnas.errors import PredictnasError
 from predictnas.complexity import flops, param_counts
-from predictnas.predictor.finetune import (DEFAULT_DESCRIPTORS, FLOPS_FRAMES, FinetuneCalibration, descriptor_columns,
+from predictnas.predictor.calibrate import (DEFAULT_DESCRIPTORS, FLOPS_FRAMES, FinetuneCalibration, descriptor_columns,
                                            fit_calibration, fit_monotone_calibration, verified_models)
 from predictnas.space import get_space
 
@@ -88,7 +88,7 @@ def test_a_line_in_cer_alone_round_trips_through_its_file(tmp_path):
         FinetuneCalibration.load(tmp_path / "other.json")
     data = again.to_dict() | {"descriptors": ["flops"], "coefficients": [1.5, 0.1]}
     (tmp_path / "bad.json").write_text(json.dumps(data))
-    with pytest.raises(PredictnasError, match="bad.json: malformed calibration"):
+    with pytest.raises(PredictnasError, match="bad.json: malformed fine-tuning calibration"):
         FinetuneCalibration.load(tmp_path / "bad.json")
 
 
@@ -97,7 +97,7 @@ def test_a_first_format_file_reads_as_its_line_in_cer():
     v1 = {"format": "predictnas-finetune-calibration/1", "source": "cer/all", "slope": 0.867, "intercept": 0.031,
           "recipe": RECIPE, "supernet_hash": "abc", "leave_one_out": {"median_points": 4.69},
           "models": [{"name": "a", "arch_id": "a", "verify": "v", "finetuned_wer": 0.5, "shared_cer": 0.4}]}
-    calibration = FinetuneCalibration.from_dict(v1, "v1.json")
+    calibration = FinetuneCalibration.parse(v1, "v1.json")
     assert (calibration.source, calibration.descriptors, calibration.coefficients) == ("cer/all", (), (0.867,))
     assert calibration([0.4])[0] == pytest.approx(0.867 * 0.4 + 0.031) and calibration.models[0]["shared"] == 0.4
 
@@ -118,7 +118,7 @@ def test_verify_runs_pool_one_row_per_model_and_only_of_one_recipe():
     before = verification([("x", 0.7)])
     del before["settings"]["precision"]
     assert verified_models([("old.json", before)])[0]["precision"] == "fp32"
-    with pytest.raises(PredictnasError, match="c.json: not a verify.json"):
+    with pytest.raises(PredictnasError, match="c.json: malformed verify.json"):
         verified_models([("c.json", {"settings": RECIPE, "models": [{"name": "x"}]})])
 
 

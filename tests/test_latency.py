@@ -21,25 +21,20 @@ from predictnas.latency import (DEVICES, Calibration, DeviceMismatch, Entry, Fra
                                 LatencyTable, Measurement, MissingEntry, arch_keys, enumerate_keys,
                                 fingerprint_mismatch, get_device)
 from predictnas.latency.build import BuildSettings, table_for_this_machine
-from predictnas.latency.calibration import fit, kendall, spearman
+from predictnas.latency.calibration import fit
 from predictnas.latency.table import default_table_path, find_table
+from predictnas.ranking import kendall, spearman
 from predictnas.space import get_space
 
-REPO = Path(__file__).resolve().parents[1]
+import commandline
+from commandline import REPO, predictnas as run
+
 BUILD_ARGS = ("build-lut", "--space", "speech-tiny", "--input-seconds", "0.5", "--protocol", "quick",
               "--calibration", "6", "--heldout", "4", "--no-progress")
 
 
-def run(*args, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "predictnas", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def one_error_line(result: subprocess.CompletedProcess, message: str) -> None:
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+def one_error_line(result, message: str) -> None:
+    commandline.one_error_line(result, message, alone=True)
 
 
 @pytest.fixture(scope="module")

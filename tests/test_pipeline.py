@@ -17,10 +17,10 @@ from predictnas.bundle import Bundle
 from predictnas.complexity import param_counts
 from predictnas.space import SearchSpace, get_space
 from predictnas.search import Scores
-from predictnas.search.job import distinct_picks, parse_bytes, parse_count, parse_latency_ms
+from predictnas.search.search import distinct_picks, parse_bytes, parse_count, parse_latency_ms
 from predictnas.errors import PredictnasError
 from predictnas.predictor import AccuracyPredictor, SQLiteStore
-from predictnas.predictor.finetune import FinetuneCalibration, descriptor_columns
+from predictnas.predictor.calibrate import FinetuneCalibration, descriptor_columns
 from predictnas.report import predicted_wer_of
 
 from commandline import REPO, one_error_line, run, start, tiny_experiment

@@ -13,12 +13,11 @@ import pytest
 
 from predictnas.errors import PredictnasError
 from predictnas.predictor import AccuracyPredictor, EvalRecord, FeatureSpec, SQLiteStore
-from predictnas.predictor.fitting import data_hash
+from predictnas.predictor.fit import data_hash
 from predictnas.predictor.model import choose_rounds, fit_booster
 from predictnas.predictor.proxies import PROXIES, compute_proxies
 from predictnas.predictor.sampling import coverage_sample
-from predictnas.train import largest_arch, smallest_arch
-from predictnas.space import SearchSpace, get_space
+from predictnas.space import SearchSpace, get_space, largest_arch, smallest_arch
 
 from commandline import REPO, run, start
 
@@ -371,8 +370,8 @@ def test_subnets_scored_in_int8_give_the_predictor_int8_targets_for_an_int8_sear
     from dataclasses import replace
 
     from predictnas.latency.table import LatencyTable, find_table
-    from predictnas.predictor.fitting import INT8, INT8_PROTOCOL
-    from predictnas.search.job import int8_target
+    from predictnas.predictor.fit import INT8, INT8_PROTOCOL
+    from predictnas.search.search import int8_target
 
     (tmp_path / "supernet.pt").symlink_to(sampled / "supernet.pt")
     result = run(env, "sample", "--run-dir", tmp_path, "--n", 12, "--repeat", 0, "--int8", "--no-progress")

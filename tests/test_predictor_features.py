@@ -10,7 +10,6 @@ import pytest
 
 from predictnas.complexity import flops, param_counts
 from predictnas.predictor import FeatureSpec
-from predictnas.predictor import features
 from predictnas.predictor.features import REFERENCE_FRAMES, closed_form, encoding
 from predictnas.predictor.proxies import PROXIES
 from predictnas.space import NO_CONV, get_space
@@ -66,14 +65,14 @@ def test_features_equal_a_per_architecture_computation(any_space, genes):
     assert np.array_equal(closed_form(any_space, genes, 1001)[:, 1], log_flops_1001)
 
 
-def test_matrix_is_the_groups_side_by_side_in_any_layout_and_chunking(any_space, genes, monkeypatch):
+def test_matrix_is_the_groups_side_by_side_in_any_layout_and_chunking(any_space, genes):
     spec = FeatureSpec(("encoding", "closed_form"), any_space.config)
     x = spec.matrix(any_space, genes)
     assert x.shape == (len(genes), len(spec.names(any_space))) and x.dtype == np.float32
     assert np.array_equal(x, np.concatenate([encoding(any_space, genes), closed_form(any_space, genes)], axis=1))
     assert np.array_equal(spec.matrix(any_space, np.ascontiguousarray(genes)), x)
-    monkeypatch.setattr(features, "_CHUNK", 333)  # several chunks and a short last one
-    assert np.array_equal(spec.matrix(any_space, genes), x)
+    many = np.concatenate([any_space.sample(20_000, np.random.default_rng(6)), genes])  # several chunks, a short last
+    assert np.array_equal(spec.matrix(any_space, many)[-len(genes):], x)
     assert np.array_equal(closed_form(any_space, genes), x[:, any_space.n_genes:])
     assert spec.matrix(any_space, genes[:0]).shape == (0, x.shape[1])
     assert np.array_equal(spec.matrix(any_space, genes[5:6]), x[5:6])

@@ -17,8 +17,8 @@ from predictnas.data.corpus import get_recipe, plan_corpus
 from predictnas.decoding import LexiconDecoder, lexicon_of
 from predictnas.latency.table import LatencyTable
 from predictnas.predictor import AccuracyPredictor
-from predictnas.predictor.finetune import FinetuneCalibration
-from predictnas.predictor.runner import supernet_fingerprint
+from predictnas.predictor.calibrate import FinetuneCalibration
+from predictnas.predictor.sample import supernet_fingerprint
 from predictnas.space import SPACES, SearchSpace
 from predictnas.supernet import load_supernet
 

@@ -8,10 +8,9 @@ import torch
 
 from predictnas.latency.devices import get_device
 from predictnas.quantization import int8_model, quantize_activations, quantize_weights
-from predictnas.space import get_space
+from predictnas.space import get_space, largest_arch
 from predictnas.supernet import Subnet
 from predictnas.supernet.export import INPUT_NAME, export_onnx
-from predictnas.train import largest_arch
 
 
 def test_the_simulation_computes_what_the_int8_device_computes_utterance_by_utterance():

@@ -14,9 +14,9 @@ import torch
 from predictnas.space import get_space
 from predictnas.supernet import SubnetOutput, Supernet, load_supernet
 from predictnas.errors import PredictnasError
+from predictnas.space import largest_arch, smallest_arch
 from predictnas.train import (SandwichObjective, TrainConfig, autocast_dtype, distillation_loss, frontend_match_loss,
-                              full_size_variant, largest_arch, learning_rate, near_largest, sandwich, smallest_arch,
-                              subnets_of_step)
+                              full_size_variant, learning_rate, near_largest, sandwich, subnets_of_step)
 
 from commandline import REPO, one_error_line, run, start
 
@@ -259,7 +259,8 @@ def test_user_data_has_a_test_split_and_unlabelled_environments_count_under_all_
 
 def test_snapshots_keep_the_weights_every_n_steps_and_the_last_equals_the_artifact(tmp_path):
     from predictnas.data.dataset import Batch
-    from predictnas.train import SNAPSHOTS, Trainer
+    from predictnas.rundir import TrainingFiles
+    from predictnas.train import Trainer
 
     space = get_space("speech-tiny")
     generator = torch.Generator().manual_seed(0)
@@ -269,17 +270,17 @@ def test_snapshots_keep_the_weights_every_n_steps_and_the_last_equals_the_artifa
                   torch.tensor([0, -1]), ["quiet_home", None], ["", ""], torch.tensor([0, 1]))
     config = TrainConfig(steps=6, warmup_steps=1, random_subnets=1, snapshot_every_steps=2)
     torch.manual_seed(0)
-    Trainer(Supernet(space.config), config, batches=lambda epoch, g: [batch], run_dir=tmp_path).fit(progress=False)
-    snapshots = sorted(p.name for p in (tmp_path / SNAPSHOTS).iterdir())
+    Trainer(Supernet(space.config), config, batches=lambda epoch, g: [batch], files=tmp_path).fit(progress=False)
+    snapshots = sorted(p.name for p in TrainingFiles(tmp_path).snapshots.iterdir())
     assert snapshots == ["step-000002.pt", "step-000004.pt", "step-000006.pt"]
-    first, last = (load_supernet(tmp_path / SNAPSHOTS / name) for name in (snapshots[0], snapshots[-1]))
+    first, last = (load_supernet(TrainingFiles(tmp_path).snapshots / name) for name in (snapshots[0], snapshots[-1]))
     final = load_supernet(tmp_path / "supernet.pt")
     assert all(torch.equal(a, b) for a, b in zip(last.state_dict().values(), final.state_dict().values()))
     assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), final.state_dict().values()))
 
 
 def test_the_command_line_offers_every_training_preset():
-    from predictnas.cli_options import TRAINING_PRESETS
+    from predictnas.cli.options import TRAINING_PRESETS
     from predictnas.experiment import PRESETS
 
     assert TRAINING_PRESETS == tuple(PRESETS)
@@ -295,7 +296,8 @@ def test_utterances_too_short_for_ctc_are_found():
 
 def test_a_diverged_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     from predictnas.data.dataset import Batch
-    from predictnas.train import CHECKPOINT, SingleModelObjective, Trainer
+    from predictnas.rundir import TrainingFiles
+    from predictnas.train import SingleModelObjective, Trainer
     from predictnas.supernet import Subnet
 
     space = get_space("speech-tiny")
@@ -311,11 +313,52 @@ def test_a_diverged_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
 
     model = Subnet(largest_arch(space), space.config)
     trainer = Trainer(model, TrainConfig(steps=6, warmup_steps=1, checkpoint_every_steps=1),
-                      batches=lambda epoch, g: [batch], run_dir=tmp_path, objective=DivergesAtStep3(),
+                      batches=lambda epoch, g: [batch], files=tmp_path, objective=DivergesAtStep3(),
                       save=lambda net, path: None)
     with pytest.raises(PredictnasError, match="diverged at step 3"):
         trainer.fit(progress=False)
-    checkpoint = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    checkpoint = torch.load(TrainingFiles(tmp_path).checkpoint, weights_only=True)
     assert checkpoint["step"] == 3  # steps 0-2 done, step 3 never applied
     assert all(torch.isfinite(v).all() for v in checkpoint["supernet"].values())
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in checkpoint["supernet"].items())
+
+
+def test_uniformly_scaled_subnets_repeat_one_block_and_the_mixed_sandwich_draws_them(space):
+    from predictnas.train import uniformly_scaled
+
+    rng = np.random.default_rng(0)
+    scaled = [uniformly_scaled(space, rng) for _ in range(200)]
+    assert all(len(set(a.blocks)) == 1 for a in scaled)  # one block configuration, repeated
+    assert {a.width for a in scaled} == set(space.config.widths) and len({a.depth for a in scaled}) >= 8
+    assert len({a.blocks[0].heads for a in scaled}) == len(space.config.heads)
+    config = TrainConfig(random_subnets=2, subnet_draw="mixed")
+    step = subnets_of_step(config, space, 0, np.random.default_rng(1))
+    assert len(step) == 4 and step[:2] == [largest_arch(space), smallest_arch(space)]
+    assert len(set(step[3].blocks)) == 1  # the second of the others is uniformly scaled
+
+
+def test_a_second_stage_starts_from_the_weights_it_is_given(env, trained, tmp_path):
+    source = load_supernet(trained / "supernet.pt")
+    result = run(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 1, "--seed", 5,
+                 "--init-from", trained / "supernet.pt")
+    assert result.returncode == 0, result.stderr
+    continued = load_supernet(tmp_path / "supernet.pt")
+    fresh = run(env, "train", "--preset", "tiny", "--run-dir", tmp_path / "fresh", "--steps", 1, "--seed", 5)
+    assert fresh.returncode == 0, fresh.stderr
+    restarted = load_supernet(tmp_path / "fresh" / "supernet.pt")
+
+    def distance(a, b):
+        return sum(float((x - y).norm() ** 2) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+    assert distance(continued, source) < 0.01 * distance(restarted, source)
+    assert json.loads((tmp_path / "train.json").read_text())["config"]["init_from"] == str(trained / "supernet.pt")
+    one_error_line(run(env, "train", "--preset", "refine", "--run-dir", tmp_path / "refine"), "--init-from")
+
+
+def test_a_checkpoint_from_before_a_new_setting_resumes_at_its_default(env, trained, tmp_path):
+    checkpoint = torch.load(trained / "train_checkpoint.pt", weights_only=True)
+    del checkpoint["config"]["init_from"]  # written before the setting existed
+    torch.save(checkpoint, tmp_path / "train_checkpoint.pt")
+    result = run(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 60)
+    assert result.returncode == 0, result.stderr  # finished before: resumed, nothing left to do
+    assert (tmp_path / "supernet.pt").exists()

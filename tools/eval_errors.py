@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import jiwer
@@ -27,53 +26,15 @@ import torch
 from predictnas.data.dataset import epoch_batches
 from predictnas.data.text import CharTokenizer
 from predictnas.errors import PredictnasError
-from predictnas.evaluate import bind, transcripts
+from predictnas.evaluate import bind, speaker_wers, transcripts, word_errors
 from predictnas.experiment import load_split, load_trained_supernet
 from predictnas.io import read_json
-from predictnas.space import SearchSpace
-from predictnas.train import largest_arch
-
-DOUBLED = re.compile(r"(.)\1")
-
+from predictnas.space import SearchSpace, largest_arch
 
 def transcribe(supernet, arch, store) -> list[dict]:
     """Reference, hypothesis and speaker of every utterance of ``store``."""
     return [{"reference": t.reference, "hypothesis": t.hypothesis, "speaker": store.utterances[t.index].speaker}
             for t in transcripts(bind(supernet, arch), epoch_batches(store, batch_seconds=120.0), CharTokenizer())]
-
-
-def word_errors(rows: list[dict]) -> dict:
-    """Substituted pairs, deleted and inserted words, and errors per reference word (jiwer's alignment)."""
-    out = jiwer.process_words([r["reference"] for r in rows], [r["hypothesis"] for r in rows])
-    substituted, deleted, inserted, per_word, words = Counter(), Counter(), Counter(), Counter(), Counter()
-    for ref, hyp, alignment in zip(out.references, out.hypotheses, out.alignments):
-        words.update(ref)
-        for chunk in alignment:
-            ref_span, hyp_span = ref[chunk.ref_start_idx:chunk.ref_end_idx], hyp[chunk.hyp_start_idx:chunk.hyp_end_idx]
-            if chunk.type == "substitute":
-                substituted.update(zip(ref_span, hyp_span))
-                per_word.update(ref_span)
-            elif chunk.type == "delete":
-                deleted.update(ref_span)
-                per_word.update(ref_span)
-            elif chunk.type == "insert":
-                inserted.update(hyp_span)
-    doubled = [w for w in words if DOUBLED.search(w)]
-    collapsed = sum(n for (ref, hyp), n in substituted.items() if DOUBLED.search(ref) and DOUBLED.sub(r"\1", ref) == hyp)
-    return {
-        "wer": out.wer, "substitutions": out.substitutions, "deletions": out.deletions, "insertions": out.insertions,
-        "reference_words": sum(words.values()), "substituted": substituted, "deleted": deleted, "inserted": inserted,
-        "per_word": per_word, "words": words,
-        "doubled_letter_words": sum(words[w] for w in doubled), "doubled_letter_errors": sum(per_word[w] for w in doubled),
-        "doubled_written_once": collapsed,
-    }
-
-
-def speaker_wers(rows: list[dict]) -> dict[str, float]:
-    by_speaker = defaultdict(list)
-    for r in rows:
-        by_speaker[r["speaker"] or "unknown"].append(r)
-    return {s: jiwer.wer([r["reference"] for r in rs], [r["hypothesis"] for r in rs]) for s, rs in by_speaker.items()}
 
 
 def main() -> None:

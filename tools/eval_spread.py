@@ -35,8 +35,9 @@ from predictnas.data.manifest import load_dataset
 from predictnas.data.text import CharTokenizer
 from predictnas.evaluate import bind, evaluate
 from predictnas.experiment import decoder_for, load_split, load_trained_supernet
-from predictnas.space import BLOCK_FIELDS, CONV_FIELDS, GLOBAL_FIELDS, NO_CONV, Arch, SearchSpace
-from predictnas.train import largest_arch, near_largest, smallest_arch
+from predictnas.space import (BLOCK_FIELDS, CONV_FIELDS, GLOBAL_FIELDS, NO_CONV, Arch, SearchSpace, largest_arch,
+                              smallest_arch)
+from predictnas.train import near_largest
 from benchutil import spread  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 

@@ -27,6 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from predictnas.rundir import RunDir, VerifyFiles
+
 
 def predictnas(*args) -> None:
     command = [sys.executable, "-m", "predictnas", *map(str, args)]
@@ -38,16 +40,17 @@ def predictnas(*args) -> None:
 def search(run_dir: Path, budget: str, top: Path) -> None:
     if top.exists():
         return
-    calibration = run_dir / "finetune.json"
+    calibration = RunDir(run_dir).finetune
     predictnas("search", "--budget", budget, "--run-dir", run_dir, "--rescore", 32, "--time-finalists", 32,
                *(("--finetune-calibration", calibration) if calibration.exists() else ()), "--out", top,
                "--no-progress")
 
 
 def verify(top: Path, out: Path, steps: int, *extra) -> dict:
-    if not (out / "verify.json").exists():
+    report = VerifyFiles(out).report_json
+    if not report.exists():
         predictnas("verify", top, "--picks", 1, "--finetune-steps", steps, "--out", out, "--no-progress", *extra)
-    return json.loads((out / "verify.json").read_text())
+    return json.loads(report.read_text())
 
 
 def rows(verification: dict, label: str) -> list[dict]:

@@ -48,13 +48,14 @@ from predictnas.latency.devices import get_device
 from predictnas.latency.estimate import LatencyEstimator
 from predictnas.latency.table import LatencyTable, default_table_path
 from predictnas.predictor import AccuracyPredictor, FeatureSpec, SQLiteStore
-from predictnas.predictor.finetune import calibrate
-from predictnas.predictor.fitting import fit_predictor
-from predictnas.predictor.runner import STORE, sample_subnets, supernet_meter
-from predictnas.search.job import SearchSettings, parse_latency_ms, run_search
+from predictnas.predictor.calibrate import calibrate
+from predictnas.predictor.fit import fit_predictor
+from predictnas.predictor.sample import sample_subnets, supernet_meter
+from predictnas.pretrained import resolve_supernet
+from predictnas.rundir import RunDir
+from predictnas.search.search import SearchSettings, parse_latency_ms, run_search
 from predictnas.space import SearchSpace
 from predictnas.supernet import load_supernet, save_supernet
-from predictnas.train import SUPERNET
 from predictnas.verify import VerifySettings, run_verify, shipped_baselines
 
 PACKAGES = ("torch", "torchaudio", "onnxruntime", "xgboost", "numpy", "scikit-learn", "flashlight-text",
@@ -111,21 +112,22 @@ def portable_store(src: Path, dst: Path) -> None:
         copy.close()
 
 
-def install(work: Path, commands: dict[str, str], seed: int) -> None:
+def install(work: RunDir, commands: dict[str, str], seed: int) -> None:
     """The four artifacts of ``work`` into the package, then the manifest."""
-    target = pretrained.root() / pretrained.DEFAULT
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(work / SUPERNET, target / "supernet.pt")
-    portable_store(work / STORE, target / "evals.sqlite")
-    predictor = read_json(work / "predictor.json")
+    target = RunDir(pretrained.root() / pretrained.DEFAULT)  # laid out as a run directory
+    target.root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(work.supernet, target.supernet)
+    portable_store(work.store, target.store)
+    predictor = read_json(work.predictor)
     predictor["supernet"]["path"] = pretrained.reference()
-    write_json(target / "predictor.json", predictor)
-    shutil.copyfile(work / "finetune.json", target / "finetune.json")
+    write_json(target.predictor, predictor)
+    shutil.copyfile(work.finetune, target.finetune)
     stack = versions()
-    write_manifest({f"{pretrained.DEFAULT}/{name}": {"command": commands[kind], "seed": seed, "versions": stack}
-                    for kind, name in pretrained.ARTIFACTS.items()})
-    log(f"installed into {target}: " + ", ".join(f"{n} {(target / n).stat().st_size / 1e6:.1f} MB"
-                                                for n in pretrained.ARTIFACTS.values()))
+    files = {kind: getattr(target, kind) for kind in pretrained.ARTIFACTS}
+    write_manifest({f"{pretrained.DEFAULT}/{path.name}": {"command": commands[kind], "seed": seed, "versions": stack}
+                    for kind, path in files.items()})
+    log(f"installed into {target}: " + ", ".join(f"{path.name} {path.stat().st_size / 1e6:.1f} MB"
+                                                for path in files.values()))
 
 
 def write_manifest(made: dict[str, dict]) -> None:
@@ -160,9 +162,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/long"))
     parser.add_argument("--preset", default="long")
     parser.add_argument("--steps", type=int, default=None, help="Override the preset's training steps.")
+    parser.add_argument("--init-from", default=None,
+                        help="Train from this supernet's weights (train --init-from), e.g. with --preset refine.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="Training device: cpu, cuda or auto.")
     parser.add_argument("--n", type=int, default=300, help="Subnets to evaluate.")
+    parser.add_argument("--int8", action="store_true",
+                        help="Also score the subnets as the cpu-int8 device computes them (int8 targets).")
     parser.add_argument("--budget", default="40ms")
     parser.add_argument("--finetune-steps", type=int, default=400)
     parser.add_argument("--until", choices=("train", "half", "sample", "fit", "search", "verify", "calibrate"),
@@ -177,7 +183,8 @@ def main() -> None:
     if args.manifest_only:
         write_manifest({})
         return
-    work = args.work
+    work = RunDir(args.work)
+    trained = RunDir(work.root / "train")
     preset = get_preset(args.preset)
     if preset.space != pretrained.DEFAULT:
         raise SystemExit(f"error: the shipped defaults are for space {pretrained.DEFAULT}; preset {args.preset} is "
@@ -192,57 +199,62 @@ def main() -> None:
     estimator = LatencyEstimator(table)
 
     log("1/8 train")
-    train_supernet(work / "train", preset, DataSources(corpus_preset=preset.corpus), steps=args.steps,
-                   seed=args.seed, device=args.device)
+    train_supernet(trained, preset, DataSources(corpus_preset=preset.corpus), steps=args.steps,
+                   seed=args.seed, device=args.device, init_from=args.init_from)
     if args.until == "train":
         return
-    if not (work / SUPERNET).exists():
+    if not work.supernet.exists():
         log("2/8 half precision")
-        half_precision(work / "train" / SUPERNET, work / SUPERNET)
+        half_precision(trained.supernet, work.supernet)
     if args.until == "half":
         return
     log("3/8 sample")
-    sample_subnets(work, args.n, estimator=estimator, repeat=30, seed=args.seed)
+    sample_subnets(work, args.n, estimator=estimator, repeat=30, seed=args.seed, int8=args.int8)
     if args.until == "sample":
         return
     log("4/8 fit")
-    if not (work / "predictor.json").exists():
-        with SQLiteStore(work / STORE) as store:
+    if not work.predictor.exists():
+        with SQLiteStore(work.store) as store:
             space = SearchSpace(store.space_config())
             predictor, report = fit_predictor(store, space, FeatureSpec(("encoding", "closed_form"), space.config))
-        predictor.save(work / "predictor.json")
-        write_json(work / "fit.json", report)
-    predictor = AccuracyPredictor.load(work / "predictor.json")
+        predictor.save(work.predictor)
+        write_json(work.root / "fit.json", report)
+    predictor = AccuracyPredictor.load(work.predictor)
     if args.until == "fit":
         return
-    top = work / "top.json"
+    top = work.search.top
     if not top.exists():
         log("5/8 search")
         timing = table.check_device(allow_mismatch=True) is None
         settings = SearchSettings(budget_ms=parse_latency_ms(args.budget), top_k=3, seconds=60.0, rescore=32,
                                   time_finalists=32 if timing else 0, seed=args.seed)
-        run_search(settings, table, predictor, top, work / "predictor.json", command="tools/make_defaults.py",
-                   log=log, meter=lambda target: supernet_meter(target, work / SUPERNET, work, 1, estimator))
+        run_search(settings, table, predictor, work.search, work.predictor, command="tools/make_defaults.py",
+                   log=log, meter=lambda target: supernet_meter(target, work.supernet, work, 1, estimator))
     if args.until == "search":
         return
     log("6/8 verify")
     verify_settings = VerifySettings(finetune_steps=args.finetune_steps, baselines=shipped_baselines(preset.space),
                                      seed=args.seed)
-    run_verify(top, work / "verify", verify_settings, lut_path=table_path, log=log)
+    run_verify(top, verify_settings, work.search.verify, work, lut_path=table_path, log=log)
     if args.until == "verify":
         return
-    if not (work / "finetune.json").exists():
+    if not work.finetune.exists():
         log("7/8 calibrate")
-        calibration = calibrate(work, [work / "verify" / "verify.json"], work / SUPERNET)
-        calibration.save(work / "finetune.json")
+        calibration = calibrate(work, [work.search.verify.report_json], work.supernet)
+        calibration.save(work.finetune)
         log(f"  {calibration.describe()}")
     if args.no_install or args.until == "calibrate":
         return
     log("8/8 install")
     train_cmd = (f"predictnas train --preset {args.preset} --seed {args.seed} --device {args.device}"
                  + (f" --steps {args.steps}" if args.steps else "") + " (then float16 weights: tools/make_defaults.py)")
+    if args.init_from:  # a second stage: the first stage's command before it
+        first = load_supernet(resolve_supernet(args.init_from)).metadata.get("preset")
+        train_cmd = (f"predictnas train --preset {first} --seed {args.seed}; then "
+                     + train_cmd.replace(" (then", " --init-from <that supernet> (then"))
     install(work, {"supernet": train_cmd,
-                   "store": f"predictnas sample --n {args.n} --repeat 30 --seed {args.seed}",
+                   "store": f"predictnas sample --n {args.n} --repeat 30 --seed {args.seed}"
+                            + (" --int8" if args.int8 else ""),
                    "predictor": "predictnas fit --features encoding,closed_form",
                    "finetune": f"predictnas search --budget {args.budget} --rescore 32 --time-finalists 32; "
                                f"predictnas verify top.json --baselines --finetune-steps {args.finetune_steps}; "

@@ -26,19 +26,18 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import kendalltau
 from sklearn.model_selection import KFold
 
 from predictnas.latency.estimate import LatencyEstimator
 from predictnas.latency.table import LatencyTable, find_table
 from predictnas.predictor.features import FeatureSpec
-from predictnas.predictor.fitting import target_values
+from predictnas.predictor.fit import target_values
 from predictnas.predictor.model import fit_booster
-from predictnas.predictor.runner import STORE
 from predictnas.predictor.sampling import coverage_sample
 from predictnas.predictor.store import SQLiteStore
-from predictnas.space import SearchSpace
-from predictnas.train import largest_arch, smallest_arch
+from predictnas.ranking import kendall
+from predictnas.rundir import RunDir
+from predictnas.space import SearchSpace, largest_arch, smallest_arch
 from benchutil import spread  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 TARGETS = ("wer/all", "wer/quiet_home", "cer/all", "intent_error/all")
@@ -77,7 +76,7 @@ def compare(x: np.ndarray, y: np.ndarray, labels: np.ndarray, folds: int, repeat
         for name in TRAINING_SETS:
             for pool in TEST_POOLS:
                 held_out = testable if pool == "both" else testable[labels[testable] == pool]
-                taus[(name, pool)].append(float(kendalltau(y[held_out], predicted[name][held_out])[0]))
+                taus[(name, pool)].append(kendall(y[held_out], predicted[name][held_out]))
     return {f"{t}->{p}": {"taus": v, **spread(v)} for (t, p), v in taus.items()}
 
 
@@ -91,14 +90,14 @@ def main() -> None:
     parser.add_argument("--json", dest="json_path", type=Path)
     args = parser.parse_args()
 
-    with SQLiteStore(args.run_dir / STORE) as store:
+    with SQLiteStore(RunDir(args.run_dir).store) as store:
         space = SearchSpace(store.space_config())
         records = store.records("dev")
     lut = args.lut or find_table("cpu", space.config.name)
     estimator = LatencyEstimator(LatencyTable.load(lut))
     labels = pool_labels(space, records, args.seed, estimator)
     counts = {pool: int((labels == pool).sum()) for pool in ("anchor", "uniform", "around", "other")}
-    print(f"{args.run_dir / STORE}: {len(records)} subnets; pools {counts} (strata by {lut})")
+    print(f"{RunDir(args.run_dir).store}: {len(records)} subnets; pools {counts} (strata by {lut})")
     if min(counts["uniform"], counts["around"]) < 2 * args.folds:
         raise SystemExit("too few rows of each pool: fill the store with `predictnas sample --around-largest`")
 
@@ -114,7 +113,7 @@ def main() -> None:
             cells = [results[target][f"{name}->{p}"] for p in TEST_POOLS]
             print(f"  {name:<12}" + "".join(f"{c['median']:>10.3f} ({c['min']:.3f}-{c['max']:.3f})" for c in cells))
     if args.json_path:
-        args.json_path.write_text(json.dumps({"store": str(args.run_dir / STORE), "lut": str(lut), "pools": counts,
+        args.json_path.write_text(json.dumps({"store": str(RunDir(args.run_dir).store), "lut": str(lut), "pools": counts,
                                               "folds": args.folds, "repeats": args.repeats, "results": results},
                                              indent=2))
 

@@ -36,9 +36,9 @@ from sklearn.model_selection import KFold
 
 from predictnas.io import write_json
 from predictnas.predictor.features import FeatureSpec
-from predictnas.predictor.fitting import rank_metrics, target_values
+from predictnas.predictor.fit import rank_metrics, target_values
 from predictnas.predictor.model import fit_booster
-from predictnas.predictor.runner import STORE
+from predictnas.rundir import RunDir
 from predictnas.predictor.store import SQLiteStore
 from predictnas.space import SearchSpace
 
@@ -117,11 +117,11 @@ def main() -> None:
     parser.add_argument("--json", dest="json_path", type=Path)
     args = parser.parse_args()
 
-    with SQLiteStore(args.run_dir / STORE) as store:
+    with SQLiteStore(RunDir(args.run_dir).store) as store:
         records = store.records("dev")
         space = SearchSpace(store.space_config())
     if len(records) < max(args.folds, 10):
-        parser.error(f"{args.run_dir / STORE} holds {len(records)} evaluated subnets; run `predictnas sample` first")
+        parser.error(f"{RunDir(args.run_dir).store} holds {len(records)} evaluated subnets; run `predictnas sample` first")
     rows = min(args.rows, len(records))
     spec = FeatureSpec(("encoding", "closed_form"), space.config)
     genes = np.stack([space.encode(space.from_json(r.arch)) for r in records])

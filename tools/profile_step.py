@@ -11,7 +11,6 @@ seconds. For comparison, the largest alone with and without autocast. Run it wit
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 import numpy as np
@@ -21,10 +20,9 @@ from predictnas.data.dataset import epoch_batches
 from predictnas.data.features import SpecAugment
 from predictnas.experiment import get_preset, load_split
 from predictnas.pretrained import resolve_supernet
-from predictnas.space import SearchSpace
+from predictnas.space import SearchSpace, largest_arch, smallest_arch
 from predictnas.supernet import SubnetOutput, load_supernet
-from predictnas.train import (autocast_dtype, distillation_loss, frontend_match_loss, labelled_loss, largest_arch,
-                              near_largest, smallest_arch)
+from predictnas.train import SandwichObjective, autocast_dtype, labelled_loss, near_largest
 from benchutil import print_stages, spread, timed  # noqa: E402  (tools/ is on sys.path when run as a script)
 
 
@@ -45,7 +43,8 @@ def main() -> None:
     augment = SpecAugment().train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-5)  # tiny steps: the weights stay what they were
     dtype = autocast_dtype(config.precision)
-    reference_kind = largest_arch(space).frontend_kind
+    objective = SandwichObjective(space)
+    full_distillation = config.steps - 1  # a step where the distillation weight has ramped up
     times: dict[str, list[float]] = {}
 
     def add(name: str, seconds: float) -> None:
@@ -54,21 +53,7 @@ def main() -> None:
     def subnet_step(name: str, arch, features, batch, teacher=None):
         def run():
             with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                frontend = None
-                if arch.frontend_kind != reference_kind:
-                    frontend = net.frontend(features, arch, batch.feature_lengths)
-                    with torch.no_grad():
-                        target = net.frontend(features, dataclasses.replace(arch, frontend_kind=reference_kind),
-                                              batch.feature_lengths)
-                out = net(features, arch, batch.feature_lengths,
-                          frontend_output=None if frontend is None else (frontend[0].detach(), frontend[1]))
-                loss = labelled_loss(out, batch, config)
-                if teacher is not None:
-                    loss = loss + distillation_loss(out, teacher)
-                if frontend is not None:
-                    loss = loss + frontend_match_loss(frontend[0], *target)
-            loss.backward()
-            return out
+                return objective.train_subnet(net, features, batch, arch, teacher, config, full_distillation)[0]
         seconds, out = timed(run)
         add(name, seconds)
         return out

@@ -26,15 +26,16 @@ from predictnas.data.text import CharTokenizer
 from predictnas.evaluate import bind, evaluate
 from predictnas.experiment import decoder_for, load_split
 from predictnas.pretrained import resolve_supernet
-from predictnas.space import SearchSpace
+from predictnas.space import SearchSpace, largest_arch
 from predictnas.supernet import load_supernet
-from predictnas.train import CHECKPOINT, SNAPSHOTS, SUPERNET, largest_arch
+from predictnas.rundir import RunDir
 
 
 def history_of(run_dir: Path) -> list[dict]:
-    if (run_dir / "train.json").exists():
-        return json.loads((run_dir / "train.json").read_text())["history"]
-    return torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)["history"]
+    files = RunDir(run_dir).training
+    if files.summary.exists():
+        return json.loads(files.summary.read_text())["history"]
+    return torch.load(files.checkpoint, map_location="cpu", weights_only=True)["history"]
 
 
 def compute_at(history: list[dict], step: int) -> dict:
@@ -45,13 +46,13 @@ def compute_at(history: list[dict], step: int) -> dict:
 
 
 def points_of(run_dir: Path) -> list[tuple[str, Path, dict]]:
-    history = history_of(run_dir)
+    history, files = history_of(run_dir), RunDir(run_dir).training
     points = []
-    for path in sorted((run_dir / SNAPSHOTS).glob("step-*.pt")):
+    for path in sorted(files.snapshots.glob("step-*.pt")):
         step = int(re.search(r"step-(\d+)", path.name).group(1))
         points.append((run_dir.name, path, compute_at(history, step)))
-    if (run_dir / SUPERNET).exists() and all(p[2]["step"] != len(history) for p in points):
-        points.append((run_dir.name, run_dir / SUPERNET, compute_at(history, len(history))))
+    if files.artifact.exists() and all(p[2]["step"] != len(history) for p in points):
+        points.append((run_dir.name, files.artifact, compute_at(history, len(history))))
     return points
 
 

@@ -53,7 +53,7 @@ def adapt_table(source: LatencyTable, device: Device, out: str | Path, models: i
     uncalibrated = LatencyEstimator(replace(source, calibration=Calibration()), space)
     calibration_archs, heldout_archs = spread_sample(space, uncalibrated, models, heldout, seed)
     partial = out.with_name(f"{out.stem}.adapting.json")
-    header = {"source": source.content_hash(), "device": device.device_id, "models": models, "heldout": heldout,
+    header = {"source": source.content_hash, "device": device.device_id, "models": models, "heldout": heldout,
               "seed": seed}
     state = _resume(partial, header, log)
     started = time.monotonic() - state["elapsed_s"]
@@ -100,7 +100,7 @@ def adapt_table(source: LatencyTable, device: Device, out: str | Path, models: i
         reference_ms=state["reference_ms"], calibration=calibration, accuracy=accuracy,
         models={phase: records for phase, records in state["models"].items()},
         build={"command": command, "seconds": round(time.monotonic() - started, 1), "created": utc_now(),
-               "predictnas": __version__, "adapted_from": {"id": source.device_id, "hash": source.content_hash(),
+               "predictnas": __version__, "adapted_from": {"id": source.device_id, "hash": source.content_hash,
                                                            "fingerprint": source.device["fingerprint"],
                                                            "source": source.source},
                "settings": {"models": models, "heldout": heldout, "seed": seed}},

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..ranking import kendall, spearman
+
 FORM = "a * raw_sum_ms + b + c * max(0, weight_bytes - w0_bytes) / 1e6"
 MIN_POINTS_PAST_KNEE = 3
 MIN_LATENCY_MS = 1e-3
@@ -80,35 +82,6 @@ def fit(raw_ms: np.ndarray, weight_bytes: np.ndarray, measured_ms: np.ndarray) -
 
 
 # ---- fidelity metrics --------------------------------------------------------------------------------
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks with ties averaged."""
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.arange(len(x), dtype=np.float64)
-    for value in np.unique(x):
-        tied = x == value
-        if tied.sum() > 1:
-            ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = _ranks(np.asarray(a, dtype=np.float64)), _ranks(np.asarray(b, dtype=np.float64))
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def kendall(a: np.ndarray, b: np.ndarray) -> float:
-    """Kendall's tau-b (pairs, O(n^2): for the tens of models a build measures)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    da, db = np.sign(a[:, None] - a[None, :]), np.sign(b[:, None] - b[None, :])
-    upper = np.triu(np.ones_like(da, dtype=bool), k=1)
-    concordance = float((da * db)[upper].sum())
-    ties_a, ties_b = float((da[upper] != 0).sum()), float((db[upper] != 0).sum())
-    return concordance / np.sqrt(ties_a * ties_b) if ties_a and ties_b else float("nan")
 
 
 def fidelity(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ..errors import PredictnasError
+from ..frames import Frames
 from ..space import NO_CONV, Arch, Block, SpaceConfig
 
 MODULES = ("frontend", "attention", "conv", "ffn", "skip", "downsample", "heads")
@@ -68,25 +69,6 @@ class Key:
 
     def __str__(self) -> str:
         return f"{self.module}({', '.join(f'{k}={v}' for k, v in self.config)})"
-
-
-def halve(frames: int) -> int:
-    """Frames after a stride-2 layer with same-length padding (the model's ``halve_lengths``)."""
-    return (frames + 1) // 2
-
-
-@dataclass(frozen=True)
-class Frames:
-    """Frame counts of the reference input at each rate of the model."""
-
-    input: int  # feature frames into the front-end
-    encoder: int  # after the front-end's 4x subsampling
-    reduced: int  # after the optional mid-encoder downsampling
-
-    @classmethod
-    def of(cls, input_frames: int) -> "Frames":
-        encoder = halve(halve(input_frames))
-        return cls(input_frames, encoder, halve(encoder))
 
 
 # ---- the walk, in parts ----------------------------------------------------------------------------

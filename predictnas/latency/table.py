@@ -8,16 +8,15 @@ load: a table from another schema version is refused, not guessed at.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ..errors import PredictnasError
+from ..artifact import Artifact
 from ..cache import measured_tables
-from ..io import read_json, write_json
+from ..errors import PredictnasError
 from ..pretrained import tables_dir
 from ..space import DEFAULT_SPACE, SpaceConfig
 from .calibration import Calibration
@@ -64,7 +63,7 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class LatencyTable:
+class LatencyTable(Artifact):
     device: dict[str, Any]  # {"name", "id", "fingerprint"}
     space: SpaceConfig
     input_seconds: float
@@ -77,6 +76,8 @@ class LatencyTable:
     models: dict[str, Any] = field(default_factory=dict)  # the measured whole models behind the calibration
     build: dict[str, Any] = field(default_factory=dict)
     source: str = "latency table"  # where it was read from, for messages
+    FORMAT: ClassVar[str] = FORMAT
+    KIND: ClassVar[str] = "latency table"
 
     @property
     def device_id(self) -> str:
@@ -136,57 +137,40 @@ class LatencyTable:
             "build": self.build,
         }
 
-    def save(self, path: str | Path) -> None:
-        write_json(path, self.to_dict())
-
-    def content_hash(self) -> str:
-        """A stable hash of the table's content (what a search bundle records)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
     @classmethod
-    def from_dict(cls, data: Any, source: str = "latency table") -> "LatencyTable":
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise PredictnasError(f"{source}: not a predictnas latency table (no \"format\": \"{FORMAT}\")")
+    def from_dict(cls, data: dict, source: str = "latency table") -> "LatencyTable":
         if data.get("schema") != SCHEMA_VERSION:
             raise PredictnasError(f"{source}: latency table schema version {data.get('schema')!r} is not supported "
                                   f"(this predictnas reads version {SCHEMA_VERSION}); rebuild it with predictnas build-lut")
-        try:
-            ref = data["reference_input"]
-            frames = Frames(int(ref["frames"]), int(ref["encoder_frames"]), int(ref["reduced_frames"]))
-            if frames != Frames.of(frames.input):
-                raise ValueError(f"reference_input: frame counts {frames} do not follow from {frames.input} frames")
-            entries = {}
-            for i, raw in enumerate(_typed(data, "entries", list)):
-                try:
-                    entry = Entry.from_dict(raw)
-                except KeyError as e:
-                    raise ValueError(f"entries[{i}]: missing field {e}") from None
-                except (PredictnasError, TypeError, ValueError) as e:
-                    raise ValueError(f"entries[{i}]: {e}") from None
-                if not (entry.measurement.ms >= 0 and math.isfinite(entry.measurement.ms)):
-                    raise ValueError(f"entries[{i}]: negative, infinite or missing latency")
-                entries[entry.key] = entry
-            reference_ms = float(data["reference_ms"])
-            if not (reference_ms > 0 and math.isfinite(reference_ms)):
-                raise ValueError(f"reference_ms {data['reference_ms']!r}: the reference graph's latency must be "
-                                 "a positive number (every measurement is normalised by it)")
-            device = _typed(data, "device", dict)
-            for name in ("name", "id", "fingerprint"):
-                _typed(device, name, dict if name == "fingerprint" else str)
-            return cls(
-                device=device, space=SpaceConfig.from_dict(_typed(data, "space", dict)),
-                input_seconds=float(ref["seconds"]), frames=frames, protocol=_typed(data, "protocol", dict),
-                reference_ms=reference_ms, entries=entries,
-                calibration=Calibration.from_dict(_typed(data, "calibration", dict)),
-                accuracy=_typed(data, "accuracy", dict), models=_typed(data, "models", dict),
-                build=_typed(data, "build", dict), source=source)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            what = f"missing field {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
-            raise PredictnasError(f"{source}: malformed latency table ({what})") from None
-
-    @classmethod
-    def load(cls, path: str | Path) -> "LatencyTable":
-        return cls.from_dict(read_json(path), source=str(path))
+        ref = data["reference_input"]
+        frames = Frames(int(ref["frames"]), int(ref["encoder_frames"]), int(ref["reduced_frames"]))
+        if frames != Frames.of(frames.input):
+            raise ValueError(f"reference_input: frame counts {frames} do not follow from {frames.input} frames")
+        entries = {}
+        for i, raw in enumerate(_typed(data, "entries", list)):
+            try:
+                entry = Entry.from_dict(raw)
+            except KeyError as e:
+                raise ValueError(f"entries[{i}]: missing field {e}") from None
+            except (PredictnasError, TypeError, ValueError) as e:
+                raise ValueError(f"entries[{i}]: {e}") from None
+            if not (entry.measurement.ms >= 0 and math.isfinite(entry.measurement.ms)):
+                raise ValueError(f"entries[{i}]: negative, infinite or missing latency")
+            entries[entry.key] = entry
+        reference_ms = float(data["reference_ms"])
+        if not (reference_ms > 0 and math.isfinite(reference_ms)):
+            raise ValueError(f"reference_ms {data['reference_ms']!r}: the reference graph's latency must be "
+                             "a positive number (every measurement is normalised by it)")
+        device = _typed(data, "device", dict)
+        for name in ("name", "id", "fingerprint"):
+            _typed(device, name, dict if name == "fingerprint" else str)
+        return cls(
+            device=device, space=SpaceConfig.from_dict(_typed(data, "space", dict)),
+            input_seconds=float(ref["seconds"]), frames=frames, protocol=_typed(data, "protocol", dict),
+            reference_ms=reference_ms, entries=entries,
+            calibration=Calibration.from_dict(_typed(data, "calibration", dict)),
+            accuracy=_typed(data, "accuracy", dict), models=_typed(data, "models", dict),
+            build=_typed(data, "build", dict), source=source)
 
 
 def _typed(d: dict, name: str, kind: type) -> Any:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import complexity
-from ..complexity import INACTIVE, REDUCED
 from ..errors import PredictnasError
+from ..gene_tables import CONTEXT_GENES, INACTIVE, REDUCED, block_grid, flat_code, global_grid
 from ..space import SearchSpace, SpaceConfig
 from .proxies import PROXIES
 
@@ -107,8 +107,8 @@ def closed_form(space: SearchSpace, genes: np.ndarray, reference_frames: int = R
 # Every feature is a sum over parts, as the costs of :mod:`predictnas.complexity` are: one part from the six
 # global genes and one from each block slot, where a slot's part depends on its six genes, the width and the
 # slot's stage (encoder rate, reduced rate, or beyond the depth). So each part is a row of a small table over
-# every combination of those genes, numbered as complexity numbers its cost tables (its table machinery is
-# reused as is). A gene matrix then costs index arithmetic over gene columns and two gathers per part: its
+# every combination of those genes, in the layout of :mod:`predictnas.gene_tables` (complexity's cost tables
+# are reused as they are). A gene matrix then costs index arithmetic over gene columns and two gathers per part: its
 # six encoding values, which land side by side in the output row, and its closed-form totals, summed.
 #
 # Every closed-form total is a sum of non-negative integers, so a part's totals are packed as bit fields into
@@ -144,8 +144,7 @@ def _tables(config: SpaceConfig, frames: int) -> _Tables:
     value = lambda choices, index: np.asarray(choices, dtype=np.int64)[index]  # noqa: E731
     none, dwsep, grouped = (c.conv_kinds.index(k) for k in ("none", "dwsep", "grouped"))
 
-    block_highs = (int(h) for h in space.highs[space.n_global:space.n_global + space.n_block])
-    _width, stage, heads, ffn, kind, kernel, dilation, placement = complexity.index_grid(len(c.widths), 3, *block_highs)
+    _width, stage, heads, ffn, kind, kernel, dilation, placement = block_grid(space)
     active = stage != INACTIVE
     conv = active & (kind != none)
     heads, ffn = value(c.heads, heads) * active, value(c.ffn_dims, ffn) * active
@@ -155,8 +154,7 @@ def _tables(config: SpaceConfig, frames: int) -> _Tables:
     slot_totals = [params.block_cost, flops.block_cost, 0, heads, ffn, conv & (kind == dwsep),
                    conv & (kind == grouped), (kernel - 1) * dilation * np.where(reduced, 2, 1) * conv, reduced]
 
-    frontend_kernel, frontend_kind, width, depth, connectivity, downsample = complexity.index_grid(
-        *(int(h) for h in space.highs[:space.n_global]))
+    frontend_kernel, frontend_kind, width, depth, connectivity, downsample = global_grid(space)
     depth = value(c.depths, depth)
     global_encoding = [value(c.frontend_kernels, frontend_kernel), frontend_kind == c.frontend_kinds.index("dwsep"),
                        value(c.widths, width), depth, connectivity == c.connectivities.index("dense"), downsample]
@@ -206,8 +204,8 @@ def _chunk_parts(space: SearchSpace, tables: _Tables, g: np.ndarray, m: int):
     global part first, then each block slot. Its buffer is reused: use it before asking for the next chunk.
     """
     n, depth, n_block = len(g), space.config.max_depth, space.n_block
-    global_rows = complexity.flat_code(g, range(space.n_global), space.highs) + tables.global_offset
-    context = complexity.flat_code(g, complexity.CONTEXT_GENES, space.highs).astype(np.intp)
+    global_rows = flat_code(g, range(space.n_global), space.highs) + tables.global_offset
+    context = flat_code(g, CONTEXT_GENES, space.highs).astype(np.intp)
     blocks = g.T[space.n_global:].reshape(depth, n_block, n)  # gene j of slot b: blocks[b, j], a contiguous row
     highs = [int(h) for h in space.highs[space.n_global:space.n_global + n_block]]
     runs = _int8_runs(highs)

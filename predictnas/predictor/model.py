@@ -8,16 +8,15 @@ supernet they were evaluated with. Predictions are fractions (0.1 = 10 %).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import xgboost as xgb
 
+from ..artifact import Artifact
 from ..errors import PredictnasError
-from ..io import read_json, write_json
 from ..space import SearchSpace
 from .features import FeatureSpec
 
@@ -63,7 +62,7 @@ def fit_booster(x: np.ndarray, y: np.ndarray, params: dict | None = None, rounds
 
 
 @dataclass
-class AccuracyPredictor:
+class AccuracyPredictor(Artifact):
     """Predicted WER of architectures. ``predict(genes, target)`` takes a gene matrix of the space."""
 
     spec: FeatureSpec
@@ -72,6 +71,8 @@ class AccuracyPredictor:
     data_hash: str = ""
     n_rows: int = 0
     supernet: dict = field(default_factory=dict)  # path, hash, sample rate, features of the supernet behind the data
+    FORMAT: ClassVar[str] = FORMAT
+    KIND: ClassVar[str] = "predictor"
 
     def __post_init__(self) -> None:
         self.space = SearchSpace(self.spec.space)
@@ -102,9 +103,14 @@ class AccuracyPredictor:
         x = self.spec.matrix(self.space, genes, proxies)
         return self.boosters[target].inplace_predict(x)
 
-    @property
-    def content_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    def predict_arch(self, arch, space: SearchSpace | None = None) -> dict[str, float]:
+        """Every target's prediction for one architecture (fractions); ``space``, where given, must be the
+        predictor's."""
+        if space is not None and self.space.config != space.config:
+            raise PredictnasError(f"the predictor was fit on space {self.space.config.name!r}, the architecture is "
+                                  f"in {space.config.name!r}")
+        genes = self.space.encode(arch)[None]
+        return {target: float(self.predict(genes, target)[0]) for target in self.targets}
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "features": self.spec.to_dict(),
@@ -112,33 +118,25 @@ class AccuracyPredictor:
                 "supernet": self.supernet, "metrics": self.metrics,
                 "boosters": {t: json.loads(bytes(b.save_raw("json"))) for t, b in self.boosters.items()}}
 
-    def save(self, path: str | Path) -> None:
-        write_json(path, self.to_dict())
-
     @classmethod
-    def load(cls, path: str | Path) -> "AccuracyPredictor":
-        data = read_json(path)
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise PredictnasError(f"{path}: not a predictnas predictor (expected format {FORMAT!r})")
+    def from_dict(cls, data: dict, source: str) -> "AccuracyPredictor":
+        spec = FeatureSpec.from_dict(data["features"])
+        boosters = {}
         try:
-            spec = FeatureSpec.from_dict(data["features"])
-            boosters = {}
             for target, model in data["boosters"].items():
                 booster = xgb.Booster()
                 booster.load_model(bytearray(json.dumps(model).encode()))
                 boosters[target] = booster
-        except (KeyError, TypeError, ValueError, xgb.core.XGBoostError) as e:
-            # XGBoost's messages carry its C++ stack after the first line
-            raise PredictnasError(f"{path}: malformed predictor ({type(e).__name__}: "
-                                  f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})") from None
+        except xgb.core.XGBoostError as e:  # its messages carry XGBoost's C++ stack after the first line
+            raise ValueError(f"XGBoostError: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}") from None
         predictor = cls(spec, boosters, data.get("metrics", {}), data.get("data_hash", ""), data.get("n_rows", 0),
                         data.get("supernet", {}))
         expected = len(spec.names(predictor.space))
         for target, booster in boosters.items():
             if booster.num_features() != expected:
-                raise PredictnasError(f"{path}: booster {target!r} has {booster.num_features()} features, the "
+                raise PredictnasError(f"{source}: booster {target!r} has {booster.num_features()} features, the "
                                       f"spec {expected}; the file was edited or written by another version")
-        predictor.check_range(path)
+        predictor.check_range(source)
         return predictor
 
     def check_range(self, source) -> None:

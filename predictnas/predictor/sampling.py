@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..complexity import param_counts
-from ..space import SearchSpace
+from ..space import WIDTH_GENE, SearchSpace
 
 POOL_SIZE = 100_000
 DEPTH_BINS = 3
@@ -81,7 +81,7 @@ def _strata(space: SearchSpace, genes: np.ndarray, costs: np.ndarray) -> np.ndar
     depths = np.asarray(space.config.depths)
     depth_edges = np.quantile(depths, np.linspace(0, 1, DEPTH_BINS + 1)[1:-1])
     depth_bin = np.searchsorted(depth_edges, space.depth_of(genes), side="right")
-    width_bin = genes[:, 2].astype(np.int64)
+    width_bin = genes[:, WIDTH_GENE].astype(np.int64)
     log_cost = np.log(np.maximum(costs, 1e-12))
     cost_edges = np.linspace(log_cost.min(), log_cost.max(), LATENCY_BINS + 1)[1:-1]
     cost_bin = np.searchsorted(cost_edges, log_cost, side="right")

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from ..errors import PredictnasError
 from ..io import read_json
+from ..rundir import RunDir
 
 DEFAULT = "speech-v1"  # the pretrained set of the default space, named after it
 REFERENCE_PREFIX = "pretrained:"
-ARTIFACTS = {"supernet": "supernet.pt", "store": "evals.sqlite", "predictor": "predictor.json",
-             "finetune": "finetune.json"}
+ARTIFACTS = ("supernet", "store", "predictor", "finetune")  # a pretrained set is laid out as a run directory
 MANIFEST = "manifest.json"
 
 
@@ -51,7 +51,7 @@ def artifact(kind: str, name: str = DEFAULT) -> Path | None:
     ``name``, or None where it is not shipped."""
     if kind not in ARTIFACTS:
         raise PredictnasError(f"unknown pretrained artifact {kind!r}; known: {', '.join(ARTIFACTS)}")
-    path = root() / name / ARTIFACTS[kind]
+    path = getattr(RunDir(root() / name), kind)
     return path if path.is_file() else None
 
 

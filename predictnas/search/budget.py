@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..space import SearchSpace
+from ..space import DOWNSAMPLE_GENE, SearchSpace
 
 MAX_SWEEPS = 64
 RANDOM_STARTS = 4096
@@ -61,5 +61,5 @@ def _descend(space: SearchSpace, latency, pin, row: np.ndarray) -> tuple[float, 
 def _canonical(space: SearchSpace, genes: np.ndarray) -> np.ndarray:
     """Zero the genes that mean nothing, and clear a downsampling point beyond the depth."""
     genes = genes * space.meaningful(genes)
-    genes[genes[:, 5] >= space.depth_of(genes), 5] = 0
+    genes[genes[:, DOWNSAMPLE_GENE] >= space.depth_of(genes), DOWNSAMPLE_GENE] = 0
     return genes

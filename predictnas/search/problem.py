@@ -8,11 +8,10 @@ from typing import Any, Callable, Mapping, NamedTuple
 import numpy as np
 
 from ..errors import PredictnasError
-from ..space import SearchSpace
+from ..space import DOWNSAMPLE_GENE, SearchSpace
 from .budget import fastest_latency
 
 LatencyFn = Callable[[np.ndarray], np.ndarray]
-DOWNSAMPLE = 5  # gene column of downsample_after
 
 
 class Scores(NamedTuple):
@@ -144,10 +143,10 @@ class Problem:
         genes[:, self._pin_columns] = self._pin_values
         genes *= self.space.meaningful(genes)
         depth = self.space.depth_of(genes)
-        too_deep = np.flatnonzero(genes[:, DOWNSAMPLE] >= depth)
+        too_deep = np.flatnonzero(genes[:, DOWNSAMPLE_GENE] >= depth)
         if len(too_deep):
-            redraw = rng is not None and DOWNSAMPLE not in self._pin_columns
-            genes[too_deep, DOWNSAMPLE] = (rng.random(len(too_deep)) * depth[too_deep]).astype(np.int8) if redraw else 0
+            redraw = rng is not None and DOWNSAMPLE_GENE not in self._pin_columns
+            genes[too_deep, DOWNSAMPLE_GENE] = (rng.random(len(too_deep)) * depth[too_deep]).astype(np.int8) if redraw else 0
         return genes
 
     def _parse_fixed(self, fixed: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:

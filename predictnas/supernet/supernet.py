@@ -23,7 +23,7 @@ from torch.func import functional_call
 
 from ..errors import PredictnasError, one_line
 from ..io import atomic_path
-from ..space import Arch, Block, SpaceConfig
+from ..space import Arch, SpaceConfig, largest_arch
 from .subnet import MODEL_VERSION, Subnet, SubnetOutput
 
 
@@ -43,9 +43,7 @@ def _kernel_choices(name: str, space: SpaceConfig) -> tuple[int, ...]:
 def covering_archs(space: SpaceConfig) -> list[Arch]:
     """Largest architectures that, together, own every parameter the supernet must hold."""
     def largest(frontend_kind: str, conv_kind: str, downsample: int | None) -> Arch:
-        block = Block(max(space.heads), max(space.ffn_dims), conv_kind, max(space.conv_kernels), 1, "after")
-        return Arch(max(space.frontend_kernels), frontend_kind, max(space.widths), "dense", downsample,
-                    (block,) * space.max_depth)
+        return largest_arch(space, frontend_kind, conv_kind, "dense", downsample)
 
     # Dense without downsampling has the most skip weights; the second one owns the other conv kind,
     # the other front-end kind and the downsampling layer.

@@ -12,10 +12,10 @@ import hashlib
 import json
 
 import numpy as np
-from scipy.stats import kendalltau, spearmanr
 from sklearn.model_selection import KFold
 
 from ..errors import PredictnasError
+from ..ranking import kendall, spearman
 from ..space import SearchSpace
 from .features import FeatureSpec, closed_form
 from .model import AccuracyPredictor, fit_booster
@@ -33,8 +33,7 @@ def rank_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float | 
     rmse = float(np.sqrt(np.mean((truth - predicted) ** 2)))
     if np.ptp(truth) == 0 or np.ptp(predicted) == 0:
         return {"kendall_tau": None, "spearman": None, "rmse": rmse}
-    return {"kendall_tau": float(kendalltau(truth, predicted)[0]), "spearman": float(spearmanr(truth, predicted)[0]),
-            "rmse": rmse}
+    return {"kendall_tau": kendall(truth, predicted), "spearman": spearman(truth, predicted), "rmse": rmse}
 
 
 def target_values(records: list[EvalRecord], target: str) -> np.ndarray:

@@ -7,8 +7,12 @@ from pathlib import Path
 
 import click
 
+from ..rundir import DEFAULT_RUN_DIR
+from ..space import DEFAULT_SPACE, SPACES
+
 # The names of experiment.PRESETS, here so the CLI starts without importing torch (a test keeps them equal)
-TRAINING_PRESETS = ("tiny", "small", "long")
+TRAINING_PRESETS = ("tiny", "small", "long", "refine")
+
 
 class FiniteFloat(click.FloatRange):
     """A float option that refuses nan and infinity (Python's float() accepts both)."""
@@ -20,8 +24,15 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
-run_dir_option = click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
-                              default=Path("runs/default"), show_default=True, help="The experiment's run directory.")
+def run_dir_option(default: Path | None = DEFAULT_RUN_DIR, help: str = "The experiment's run directory."):
+    """``--run-dir``: the folder whose files (:class:`~predictnas.rundir.RunDir`) the command reads and writes."""
+    return click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=default,
+                        show_default=default is not None, help=help)
+
+
+space_option = click.option("--space", "space_name", default=DEFAULT_SPACE.name, show_default=True,
+                            type=click.Choice(sorted(SPACES)), help="Registered search space.")
+
 no_progress_option = click.option("--no-progress", is_flag=True, help="No progress bars.")
 ray_address_option = click.option(
     "--ray-address", default=None, metavar="ADDRESS",

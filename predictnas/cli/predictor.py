@@ -1,4 +1,5 @@
-"""Commands of the predictor stage: ``sample`` (evaluate subnets into the store) and ``fit``."""
+"""Commands of the predictor stage: ``sample`` (evaluate subnets into the store), ``fit`` (the XGBoost
+predictor) and ``calibrate`` (shared-weight WER to the WER after fine-tuning)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from .cli_options import no_progress_option, ray_address_option, run_dir_option
-from .errors import PredictnasError
+from ..errors import PredictnasError
+from .options import no_progress_option, ray_address_option, run_dir_option
 
 
 @click.command("sample")
 @click.option("--n", "n", type=click.IntRange(min=1), default=300, show_default=True, help="Subnets to evaluate.")
-@run_dir_option
+@run_dir_option()
 @click.option("--supernet", "supernet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Supernet to take the weights from (default: RUN_DIR/supernet.pt).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -40,10 +41,12 @@ def sample_command(n: int, run_dir: Path, supernet_path: Path | None, workers: i
 
     Resumable: subnets already in the store are skipped.
     """
-    from .predictor.runner import sample_subnets
+    from ..predictor.sample import sample_subnets, strata_estimator
+    from ..rundir import RunDir
 
-    summary = sample_subnets(run_dir, n, workers=workers, seed=seed, supernet_path=supernet_path,
-                             estimator=_estimator_for(run_dir, supernet_path, lut_path), repeat=repeat,
+    run = RunDir(run_dir)
+    summary = sample_subnets(run, n, workers=workers, seed=seed, supernet_path=supernet_path,
+                             estimator=strata_estimator(run, supernet_path, lut_path), repeat=repeat,
                              with_proxies=not no_proxies, around_largest=around_largest, progress=not no_progress,
                              ray_address=ray_address, int8=int8)
     click.echo(f"{summary.store}: {summary.evaluated} subnets evaluated now, {summary.skipped} already stored "
@@ -51,26 +54,8 @@ def sample_command(n: int, run_dir: Path, supernet_path: Path | None, workers: i
                f"{summary.seconds / 60:.1f} min")
 
 
-def _estimator_for(run_dir: Path, supernet_path: Path | None, lut_path: Path | None):
-    """The latency estimator for the supernet's space: the given table, or the shipped cpu one if any."""
-    from .experiment import load_trained_supernet
-    from .latency.estimate import LatencyEstimator
-    from .latency.table import LatencyTable, find_table
-
-    space_config = load_trained_supernet(run_dir, supernet_path).space
-    if lut_path is None:
-        try:
-            lut_path = find_table("cpu", space_config.name)
-        except PredictnasError:
-            return None  # no table for this space: parameters stand in for latency in the strata
-    table = LatencyTable.load(lut_path)
-    if table.space.name != space_config.name:
-        raise PredictnasError(f"{lut_path}: built for space {table.space.name!r}, the supernet's is {space_config.name!r}")
-    return LatencyEstimator(table)
-
-
 @click.command("fit")
-@run_dir_option
+@run_dir_option()
 @click.option("--features", "features_text", default="encoding,closed_form", show_default=True,
               help="Feature groups: encoding, closed_form, proxies (proxies cannot score search candidates).")
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
@@ -83,20 +68,21 @@ def _estimator_for(run_dir: Path, supernet_path: Path | None, lut_path: Path | N
 def fit_command(run_dir: Path, features_text: str, folds: int, out_path: Path | None, max_rows: int | None,
                 as_json: bool) -> None:
     """Fit the XGBoost WER predictor on the store; print cross-validated rank metrics and baselines."""
-    from .predictor.features import FeatureSpec
-    from .predictor.fitting import fit_predictor
-    from .predictor.runner import STORE
-    from .predictor.store import SQLiteStore
-    from .space import SearchSpace
+    from ..predictor.features import FeatureSpec
+    from ..predictor.fit import fit_predictor
+    from ..predictor.store import SQLiteStore
+    from ..rundir import RunDir
+    from ..space import SearchSpace
 
-    store_path = run_dir / STORE
+    run = RunDir(run_dir)
+    store_path = run.store
     if not store_path.exists():
         raise PredictnasError(f"{store_path}: no evaluated subnets (run `predictnas sample --run-dir {run_dir}` first)")
     with SQLiteStore(store_path) as store:
         space = SearchSpace(store.space_config())
         predictor, report = fit_predictor(store, space, FeatureSpec.parse(features_text, space.config), folds,
                                           max_rows=max_rows)
-    out_path = out_path or run_dir / "predictor.json"
+    out_path = out_path or run.predictor
     predictor.save(out_path)
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -142,10 +128,10 @@ def format_report(report: dict) -> str:
 @click.command("calibrate")
 @click.argument("verify_paths", metavar="VERIFY.json...", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@run_dir_option
+@run_dir_option()
 @click.option("--supernet", "supernet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Supernet the verified models were fine-tuned from (default: RUN_DIR/supernet.pt).")
-# the choices of predictor.finetune.SOURCES, written out so that `--help` need not import the predictor
+# the choices of predictor.calibrate.SOURCES, written out so that `--help` need not import the predictor
 @click.option("--source", type=click.Choice(["wer/all", "cer/all"]), default="wer/all", show_default=True,
               help="The shared-weight dev metric mapped to fine-tuned WER (cer/all where greedy decoding leaves "
                    "WER near 100 %).")
@@ -164,12 +150,14 @@ def calibrate_command(verify_paths: tuple[Path, ...], run_dir: Path, supernet_pa
     `search --finetune-calibration` then optimizes that fine-tuned WER. Each verified model's dev WER
     with the supernet's weights is read from (or evaluated into) the run's store.
     """
-    from .predictor.finetune import calibrate
+    from ..predictor.calibrate import calibrate
+    from ..rundir import RunDir
 
+    run = RunDir(run_dir)
     names = () if descriptors.strip() == "none" else tuple(d.strip() for d in descriptors.split(",") if d.strip())
-    calibration = calibrate(run_dir, list(verify_paths), supernet_path, workers, progress=not no_progress,
+    calibration = calibrate(run, list(verify_paths), supernet_path, workers, progress=not no_progress,
                             source=source, descriptors=names)
-    out_path = out_path or run_dir / "finetune.json"
+    out_path = out_path or run.finetune
     calibration.save(out_path)
     shared = f"shared {source.split('/')[0].upper()} %"
     click.echo(f"  {'model':<14}{'arch_id':<18}{shared:>14}" + "".join(f"{d:>15}" for d in names)

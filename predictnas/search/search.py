@@ -23,7 +23,8 @@ from ..io import atomic_path, check_writable, write_json
 from ..latency.estimate import LatencyEstimator
 from ..latency.table import LatencyTable
 from ..latency.timing import time_architectures
-from ..predictor.fitting import INT8
+from ..predictor.fit import INT8
+from ..rundir import RunDir, SearchFiles
 from .finalists import TIMED, confirm_picks, first_occurrences, measure_finalists, pick_measured
 from .ga import GeneticAlgorithm
 from .minimize import minimize
@@ -146,11 +147,37 @@ def distinct_picks(scores: Scores, k: int) -> np.ndarray:
     return np.concatenate([distinct, twins])[:k]
 
 
-def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Path, predictor_path: Path,
+def search_inputs(run: RunDir, predictor_path: Path | None, calibration_path: Path | None,
+                  shared_weight_wer: bool) -> tuple[Path, Path | None]:
+    """The predictor and fine-tuning calibration a search uses: the given ones; else the run directory's
+    predictor; else the shipped predictor with the shipped calibration fitted beside it."""
+    from .. import pretrained
+
+    if predictor_path is None:
+        own = run.predictor
+        predictor_path = own if own.exists() else pretrained.artifact("predictor")
+        if predictor_path is None:
+            raise PredictnasError(f"no predictor: none in {run} and none shipped; run `predictnas fit` or pass "
+                                  "--predictor")
+        if predictor_path != own and calibration_path is None and not shared_weight_wer:
+            calibration_path = pretrained.artifact("finetune")
+    if shared_weight_wer and calibration_path is not None:
+        raise PredictnasError("--shared-weight-wer and --finetune-calibration exclude each other")
+    return predictor_path, calibration_path
+
+
+
+def supernet_of(predictor, run: RunDir) -> str | Path:
+    """The supernet whose measurements the predictor learned (``search --rescore`` measures with it):
+    the one it records, else the run's."""
+    return (predictor.supernet or {}).get("path") or run.supernet
+
+
+def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: SearchFiles | Path, predictor_path: Path,
                progress: bool = True, command: str = "",
                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
                meter: Callable[[str], Callable[[np.ndarray], np.ndarray]] | None = None, finetune=None) -> Bundle:
-    """Search, then write ``out`` (top.json) with pareto.json and pareto.png beside it.
+    """Search, then write ``out`` (top.json, and pareto.json and pareto.png beside it).
 
     With ``settings.rescore`` = N and ``meter`` (a predictor target -> a function from gene rows to their
     value of that target, as fractions, measured with the supernet's weights), N finalists are measured and the top-k is the best
@@ -159,7 +186,7 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
     must be the table's, see :mod:`predictnas.latency.timing`); only those within the budget can be
     picked, and where fewer than k are, a second group further under the budget is measured.
 
-    With ``finetune`` (a :class:`~predictnas.predictor.finetune.FinetuneCalibration`), WER means the WER
+    With ``finetune`` (a :class:`~predictnas.predictor.calibrate.FinetuneCalibration`), WER means the WER
     ``verify`` will measure after fine-tuning: the predictor's shared-weight ``finetune.source`` through the
     calibration, and the supernet's measurement of that metric is mapped the same way. On an int8 device,
     WER is the int8 WER where the predictor has it (:func:`int8_target`).
@@ -185,7 +212,8 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
     scorer = ScannedSample(cost_scorer, seed=settings.seed)
     problem = Problem(predictor.space, scorer, estimator, settings.budget_ms, lam=settings.lam,
                       max_params=settings.max_params, max_memory_bytes=settings.max_memory_bytes)
-    check_writable(Path(out).parent)  # after the checks of the input, before the minutes of search
+    out = out if isinstance(out, SearchFiles) else SearchFiles(Path(out))
+    check_writable(out.top.parent)  # after the checks of the input, before the minutes of search
     if settings.pareto:
         algorithm = NSGA2(population_size=settings.population or 10_000, top_k=max(settings.top_k, 100))
     else:
@@ -277,7 +305,7 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
                "intents": supernet.get("intents"), "supernet": {"path": supernet.get("path"), "hash": supernet.get("hash")},
                "decoder": supernet.get("decoder")},
         reference_input={"seconds": table.input_seconds, "frames": table.frames.input},
-        device=table.device, lut={"path": table.source, "hash": table.content_hash()},
+        device=table.device, lut={"path": table.source, "hash": table.content_hash},
         predictor={"path": str(predictor_path), "hash": predictor.content_hash, "target": target,
                    "data_hash": predictor.data_hash,
                    "cv": predictor.metrics.get(finetune.source if finetune else target, {}).get("cv"),
@@ -292,12 +320,12 @@ def run_search(settings: SearchSettings, table: LatencyTable, predictor, out: Pa
         search={**result.stats.to_dict(), "wall_seconds": round(wall, 3), "algorithm": result.algorithm,
                 "seed": settings.seed, "settings": asdict(settings), "command": command,
                 "fastest_ms": problem.fastest_ms, "candidates": result.stats.candidates_scored, **rescoring})
-    bundle.save(out)
+    bundle.save(out.top)
     front = [{"arch_id": space.decode(row).arch_id, "arch": space.decode(row).to_dict(), **front_scores.row(i)}
              for i, row in enumerate(result.front_genes)]
-    write_json(out.parent / "pareto.json", {"budget_ms": settings.budget_ms, "target": target, "front": front,
+    write_json(out.pareto_json, {"budget_ms": settings.budget_ms, "target": target, "front": front,
                                             "search": bundle.search})
-    plot_pareto(scorer, result, candidates, settings, out.parent / "pareto.png", target)
+    plot_pareto(scorer, result, candidates, settings, out.pareto_png, target)
     return bundle
 
 

@@ -22,27 +22,25 @@ verify runs of one training recipe.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 
+from ..artifact import Artifact
 from ..complexity import flops, param_counts
 from ..errors import PredictnasError
-from ..io import read_json, write_json
+from ..io import read_json
+from ..rundir import RunDir
 from ..space import NO_CONV
+from ..verification import Verification
 
 FORMAT = "predictnas-finetune-calibration/3"
 FORMAT_V1 = "predictnas-finetune-calibration/1"  # a line in shared-weight CER alone
 SOURCES = ("wer/all", "cer/all")  # shared-weight dev metrics over every environment
 DEFAULT_SOURCE = "wer/all"
 FLOPS_FRAMES = 300  # FLOPs of 3 s of input: the order of a spoken command (only the log's differences matter)
-# what changes the fine-tuned WER of a model besides the model: verify runs pooled must agree on these
-RECIPE_FIELDS = ("finetune_steps", "from_scratch", "peak_lr", "batch_seconds", "precision", "split", "seed")
-RECIPE_BEFORE = {"precision": "fp32"}  # what verify runs from before a field was recorded used
 
 
 def _log10_params(space, genes: np.ndarray) -> np.ndarray:
@@ -66,7 +64,7 @@ DEFAULT_DESCRIPTORS = ("log10_flops", "conv_fraction")
 
 
 @dataclass(frozen=True)
-class FinetuneCalibration:
+class FinetuneCalibration(Artifact):
     """``fine-tuned WER = intercept + coefficients . (shared, *descriptors)`` (fractions), for one recipe.
 
     ``shared`` is the model's shared-weight dev ``source`` metric; the descriptors are computed from its
@@ -80,6 +78,10 @@ class FinetuneCalibration:
     supernet_hash: str
     models: tuple[dict, ...]  # each fitted row: name, arch_id, verify file, finetuned_wer, shared, descriptors
     leave_one_out: dict  # |error| in points when each model is predicted from the others: median, max
+    FORMAT: ClassVar[str] = FORMAT
+    KIND: ClassVar[str] = "fine-tuning calibration"
+    READS: ClassVar[tuple[str, ...]] = (FORMAT_V1,)
+    HINT: ClassVar[str] = "; make one with `predictnas calibrate`"
 
     def __call__(self, shared: np.ndarray, space=None, genes: np.ndarray | None = None) -> np.ndarray:
         shared = np.asarray(shared, dtype=np.float64).reshape(-1, 1)
@@ -103,41 +105,27 @@ class FinetuneCalibration:
                     f"leave-one-out |error| median {loo['median_points']:.2f}, max {loo['max_points']:.2f} points")
         return f"fine-tuned WER = {self.intercept:.3f} {terms} over {len(self.models)} models; {held_out}"
 
-    @property
-    def content_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
     def to_dict(self) -> dict:
         return {"format": FORMAT, **asdict(self), "descriptors": list(self.descriptors),
                 "coefficients": list(self.coefficients), "models": list(self.models)}
 
-    def save(self, path: str | Path) -> None:
-        write_json(path, self.to_dict())
-
     @classmethod
-    def load(cls, path: str | Path) -> "FinetuneCalibration":
-        return cls.from_dict(read_json(path), path)
-
-    @classmethod
-    def from_dict(cls, data, source: str | Path = "calibration") -> "FinetuneCalibration":
-        if not isinstance(data, dict) or data.get("format") not in (FORMAT, FORMAT_V1):
-            raise PredictnasError(f"{source}: not a predictnas fine-tuning calibration of this version (expected "
-                                  f"format {FORMAT!r}); make one with `predictnas calibrate`")
+    def from_dict(cls, data: dict, source: str) -> "FinetuneCalibration":
+        if data["format"] == FORMAT_V1:
+            models = tuple({**m, "shared": m["shared_cer"]} for m in data["models"])
+            return cls("cer/all", (), (float(data["slope"]),), float(data["intercept"]),
+                       dict(data["recipe"]), str(data["supernet_hash"]), models, dict(data["leave_one_out"]))
+        calibration = cls(str(data["source"]), tuple(data["descriptors"]),
+                          tuple(float(c) for c in data["coefficients"]), float(data["intercept"]),
+                          dict(data["recipe"]), str(data["supernet_hash"]), tuple(data["models"]),
+                          dict(data["leave_one_out"]))
         try:
-            if data["format"] == FORMAT_V1:
-                models = tuple({**m, "shared": m["shared_cer"]} for m in data["models"])
-                return cls("cer/all", (), (float(data["slope"]),), float(data["intercept"]),
-                           dict(data["recipe"]), str(data["supernet_hash"]), models, dict(data["leave_one_out"]))
-            calibration = cls(str(data["source"]), tuple(data["descriptors"]),
-                              tuple(float(c) for c in data["coefficients"]), float(data["intercept"]),
-                              dict(data["recipe"]), str(data["supernet_hash"]), tuple(data["models"]),
-                              dict(data["leave_one_out"]))
             check_inputs(calibration.source, calibration.descriptors)
-            if len(calibration.coefficients) != len(calibration.inputs):
-                raise ValueError(f"{len(calibration.coefficients)} coefficients for {len(calibration.inputs)} inputs")
-            return calibration
-        except (KeyError, TypeError, ValueError, PredictnasError) as e:
-            raise PredictnasError(f"{source}: malformed calibration ({type(e).__name__}: {e})") from None
+        except PredictnasError as e:
+            raise ValueError(str(e)) from None
+        if len(calibration.coefficients) != len(calibration.inputs):
+            raise ValueError(f"{len(calibration.coefficients)} coefficients for {len(calibration.inputs)} inputs")
+        return calibration
 
 
 def check_inputs(source: str, descriptors: tuple[str, ...]) -> None:
@@ -161,21 +149,16 @@ def verified_models(verifications: list[tuple[str, dict]]) -> tuple[dict, list[d
     """The recipe shared by the verify runs and their models (one per architecture: the latest run's).
     ``verifications`` are (file name, verify.json content)."""
     recipe, models = None, {}
-    for source, verification in verifications:
-        try:
-            settings = verification["settings"]
-            this = {k: settings[k] if k in settings or k not in RECIPE_BEFORE else RECIPE_BEFORE[k]
-                    for k in RECIPE_FIELDS}
-            rows = [{"name": m["name"], "arch_id": m["arch_id"], "arch": m["arch"],
-                     "finetuned_wer": float(m["measured"]["wer"]["all"]), "verify": source}
-                    for m in verification["models"]
-                    # baselines trained from scratch beside fine-tuned picks follow another recipe
-                    if m.get("training", {}).get("from_scratch", this["from_scratch"]) == this["from_scratch"]]
-        except (KeyError, TypeError, ValueError) as e:
-            raise PredictnasError(f"{source}: not a verify.json written by `predictnas verify` "
-                                  f"({type(e).__name__}: {e})") from None
+    for source, document in verifications:
+        verification = Verification.parse(document, source)
+        this = verification.training_recipe()
+        rows = [{"name": m["name"], "arch_id": m["arch_id"], "arch": m["arch"],
+                 "finetuned_wer": float(m["measured"]["wer"]["all"]), "verify": source}
+                for m in verification.models
+                # baselines trained from scratch beside fine-tuned picks follow another recipe
+                if m.get("training", {}).get("from_scratch", this["from_scratch"]) == this["from_scratch"]]
         if recipe is not None and this != recipe:
-            changed = ", ".join(f"{k} {recipe[k]!r} vs {this[k]!r}" for k in RECIPE_FIELDS if recipe[k] != this[k])
+            changed = ", ".join(f"{k} {recipe[k]!r} vs {this[k]!r}" for k in recipe if recipe[k] != this[k])
             raise PredictnasError(f"{source}: trained with another recipe than the verify runs before it ({changed}); "
                                   f"calibrate each recipe on its own")
         recipe = this
@@ -226,25 +209,24 @@ def fit_calibration(recipe: dict, models: list[dict], shared: np.ndarray, supern
                                 "max_points": float(100 * np.max(errors)) if errors else None, "models": len(errors)})
 
 
-def calibrate(run_dir: str | Path, verify_paths: list[Path], supernet_path: Path | None = None, workers: int = 1,
+def calibrate(run: RunDir | str | Path, verify_paths: list[Path], supernet_path: Path | None = None, workers: int = 1,
               progress: bool = True, source: str = DEFAULT_SOURCE,
               descriptors: tuple[str, ...] = DEFAULT_DESCRIPTORS) -> FinetuneCalibration:
-    """Fit the calibration of ``run_dir``'s supernet on the models of ``verify_paths`` (verify.json files).
+    """Fit the calibration of ``run``'s supernet on the models of ``verify_paths`` (verify.json files).
     Each model's shared-weight dev ``source`` comes from the run's store, evaluated now where it is missing
     (see :func:`fit_monotone_calibration`)."""
     from ..experiment import supernet_file
     from ..space import SearchSpace
     from ..supernet import load_supernet
-    from .fitting import target_values
-    from .runner import evaluate_rows, supernet_fingerprint
+    from .fit import target_values
+    from .sample import evaluate_rows, supernet_fingerprint
 
     check_inputs(source, tuple(descriptors))
     recipe, models = verified_models([(str(p), read_json(p)) for p in verify_paths])
-    run_dir = Path(run_dir)
-    supernet_path = supernet_file(run_dir, supernet_path)
+    supernet_path = supernet_file(run, supernet_path)
     space = SearchSpace(load_supernet(supernet_path).space)
     genes = np.stack([space.encode(space.from_json(m["arch"], source=f"{m['verify']}: {m['name']}")) for m in models])
-    shared = target_values(evaluate_rows(run_dir, genes, workers, supernet_path, progress=progress), source)
+    shared = target_values(evaluate_rows(run, genes, workers, supernet_path, progress=progress), source)
     return fit_monotone_calibration(recipe, models, shared, supernet_fingerprint(supernet_path), source,
                                     tuple(descriptors),
                                     descriptor_columns(tuple(descriptors), space, genes) if descriptors else None)

@@ -34,15 +34,14 @@ from ..io import atomic_path
 from ..experiment import decoder_for, load_split, load_trained_supernet, supernet_file
 from ..supernet import load_supernet
 from ..quantization import int8_model
-from ..space import SearchSpace
-from ..train import largest_arch, smallest_arch
+from ..rundir import RunDir
+from ..space import SearchSpace, largest_arch, smallest_arch
 from .features import REFERENCE_FRAMES
-from .fitting import INT8, INT8_PROTOCOL, NOISE_PROTOCOL, target_values
+from .fit import INT8, INT8_PROTOCOL, NOISE_PROTOCOL, target_values
 from .proxies import PROXIES, compute_proxies
 from .sampling import coverage_sample
 from .store import EvalRecord, SQLiteStore
 
-STORE = "evals.sqlite"
 EVAL_BATCH_SECONDS = 120.0
 PROXY_BATCH_SIZE = 16
 _SPLIT_OF = {"dev": "dev", NOISE_PROTOCOL: "test", INT8_PROTOCOL: "dev"}
@@ -77,15 +76,34 @@ def supernet_info(supernet, path: Path, fingerprint: str) -> dict:
             "sample_rate": meta.get("sample_rate"), "features": meta.get("features"), "intents": meta.get("intents")}
 
 
-def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0, supernet_path: Path | None = None,
+def strata_estimator(run: RunDir, supernet_path: Path | None = None, lut_path: Path | None = None):
+    """The latency estimator that stratifies ``sample`` for the supernet's space: the given table, or the
+    shipped cpu one if any (None without either: parameters stand in for latency)."""
+    from ..latency.estimate import LatencyEstimator
+    from ..latency.table import LatencyTable, find_table
+
+    space_config = load_trained_supernet(run, supernet_path).space
+    if lut_path is None:
+        try:
+            lut_path = find_table("cpu", space_config.name)
+        except PredictnasError:
+            return None  # no table for this space: parameters stand in for latency in the strata
+    table = LatencyTable.load(lut_path)
+    if table.space.name != space_config.name:
+        raise PredictnasError(f"{lut_path}: built for space {table.space.name!r}, the supernet's is {space_config.name!r}")
+    return LatencyEstimator(table)
+
+
+def sample_subnets(run: RunDir | str | Path, n: int, workers: int = 1, seed: int = 0, supernet_path: Path | None = None,
                    estimator=None, repeat: int = 0, with_proxies: bool = True, progress: bool = True,
-                   store_path: Path | None = None, around_largest: bool = True,
+                   around_largest: bool = True,
                    ray_address: str | None = None, int8: bool = False) -> SampleSummary:
     """Evaluate the first ``n`` subnets of the covering sample that the store does not hold yet
     (with ``around_largest``, the default, every second one from around the largest; see
     :func:`coverage_sample`), on ``workers`` local processes or the Ray cluster at ``ray_address``; with
     ``int8``, each also as the cpu-int8 device computes it (the ``dev_int8`` protocol)."""
-    space, store, supernet_path = _open_store(run_dir, supernet_path, store_path, {"sample_seed": str(seed)}, progress)
+    run = RunDir.of(run)
+    space, store, supernet_path = _open_store(run, supernet_path, {"sample_seed": str(seed)}, progress)
     anchors = np.stack([space.encode(largest_arch(space)), space.encode(smallest_arch(space))])
     genes = coverage_sample(space, n, seed, cost=estimator.estimate if estimator is not None else None,
                             anchors=anchors, centre=anchors[0] if around_largest else None)
@@ -100,14 +118,14 @@ def sample_subnets(run_dir: str | Path, n: int, workers: int = 1, seed: int = 0,
     skipped = n * (2 if int8 else 1) + min(repeat, n) - len(jobs)
     start = time.perf_counter()
     try:
-        evaluated = _run_jobs(jobs, store, run_dir, supernet_path, workers, progress, ray_address)
+        evaluated = _run_jobs(jobs, store, run, supernet_path, workers, progress, ray_address)
     finally:
         store.close()
     return SampleSummary(n, evaluated, skipped, min(repeat, n), time.perf_counter() - start, store.path)
 
 
-def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supernet_path: Path | None = None,
-                  estimator=None, progress: bool = True, store_path: Path | None = None,
+def evaluate_rows(run: RunDir | str | Path, genes: np.ndarray, workers: int = 1, supernet_path: Path | None = None,
+                  estimator=None, progress: bool = True,
                   ray_address: str | None = None, protocol: str = "dev") -> list[EvalRecord]:
     """Dev-set evaluations of the rows ``genes`` with the supernet's weights, in their order (``protocol``
     ``dev_int8``: as the int8 device computes).
@@ -116,7 +134,8 @@ def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supe
     from them too, in int8 as well where the store has int8 evaluations; rows the store holds already are
     read back, not evaluated again.
     """
-    space, store, supernet_path = _open_store(run_dir, supernet_path, store_path, {}, progress)
+    run = RunDir.of(run)
+    space, store, supernet_path = _open_store(run, supernet_path, {}, progress)
     archs = [space.decode(row) for row in np.asarray(genes)]
     latencies = estimator.estimate(genes) if estimator is not None else [None] * len(archs)
     try:
@@ -125,18 +144,18 @@ def evaluate_rows(run_dir: str | Path, genes: np.ndarray, workers: int = 1, supe
         stored = {p: store.stored_ids(p) for p in protocols}
         todo = [_job(p, a, t, p == "dev") for p in sorted(protocols) for a, t in unique.values()
                 if a.arch_id not in stored[p]]
-        _run_jobs(todo, store, run_dir, supernet_path, workers, progress, ray_address)
+        _run_jobs(todo, store, run, supernet_path, workers, progress, ray_address)
         by_id = {r.arch_id: r for r in store.records(protocol)}
     finally:
         store.close()
     return [by_id[a.arch_id] for a in archs]
 
 
-def supernet_meter(target: str, supernet_path: str | Path, run_dir: str | Path, workers: int = 1, estimator=None,
+def supernet_meter(target: str, supernet_path: str | Path, run: RunDir | str | Path, workers: int = 1, estimator=None,
                    progress: bool = True, ray_address: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """``genes -> WER`` (or CER) on ``target`` (``"wer/<environment>"``, ``"cer/<environment>"``, or either
     after ``int8/``, as a predictor names them), measured on the dev set with the weights of
-    ``supernet_path`` (a file or ``pretrained:<name>``); the evaluations go into ``run_dir``'s store."""
+    ``supernet_path`` (a file or ``pretrained:<name>``); the evaluations go into ``run``'s store."""
     int8 = target.startswith(INT8)
     metric = target.removeprefix(INT8)
     kind, _, environment = metric.partition("/")
@@ -146,25 +165,23 @@ def supernet_meter(target: str, supernet_path: str | Path, run_dir: str | Path, 
     supernet_path = supernet_file(path=supernet_path)
 
     def measure(genes: np.ndarray) -> np.ndarray:
-        return target_values(evaluate_rows(run_dir, genes, workers, supernet_path, estimator, progress,
+        return target_values(evaluate_rows(run, genes, workers, supernet_path, estimator, progress,
                                            ray_address=ray_address, protocol=INT8_PROTOCOL if int8 else "dev"),
                              metric)
 
     return measure
 
 
-def _open_store(run_dir, supernet_path, store_path, fingerprint: dict,
+def _open_store(run: RunDir, supernet_path, fingerprint: dict,
                 progress: bool = True) -> tuple[SearchSpace, SQLiteStore, Path]:
     """The run's store, checked against (or stamped with) this supernet, the space and ``fingerprint``."""
-    run_dir = Path(run_dir)
-    supernet_path = supernet_file(run_dir, supernet_path)
+    supernet_path = supernet_file(run, supernet_path)
     supernet = load_supernet(supernet_path)
     space = SearchSpace(supernet.space)
     weights = supernet_fingerprint(supernet_path)  # hashes the whole weights file: once
     decoding = decoder_for(supernet, progress).spec()
-    store_path = Path(store_path or run_dir / STORE)
-    _seed_from_shipped(store_path, supernet_path)
-    store = SQLiteStore(store_path, {"supernet": weights,
+    _seed_from_shipped(run.store, supernet_path)
+    store = SQLiteStore(run.store, {"supernet": weights,
                                      "space": json.dumps(space.config.to_dict(), sort_keys=True),
                                      "decoder": json.dumps(decoding, sort_keys=True),
                                      **fingerprint},
@@ -190,14 +207,14 @@ def _job(protocol: str, arch, latency_ms, with_proxies: bool) -> tuple:
     return protocol, arch.to_dict(), None if latency_ms is None else float(latency_ms), with_proxies
 
 
-def _run_jobs(jobs: list[tuple], store: SQLiteStore, run_dir: Path, supernet_path: Path, workers: int,
+def _run_jobs(jobs: list[tuple], store: SQLiteStore, run: RunDir, supernet_path: Path, workers: int,
               progress: bool, ray_address: str | None = None) -> int:
     """Evaluate ``jobs`` on local worker processes (or Ray actors), adding each record to ``store`` as it
     arrives (one transaction each); returns how many rows were added."""
     if not jobs:
         return 0
     executor = make_executor(workers, ray_address, setup=_setup_worker,
-                             setup_args=(str(Path(run_dir).resolve()), str(Path(supernet_path).resolve())))
+                             setup_args=(str(run.root.resolve()), str(Path(supernet_path).resolve())))
     bar = tqdm(total=len(jobs), disable=not progress, unit="subnet", desc="evaluate", dynamic_ncols=True)
     added = 0
     try:
@@ -215,16 +232,16 @@ def _run_jobs(jobs: list[tuple], store: SQLiteStore, run_dir: Path, supernet_pat
 _WORKER: dict = {}
 
 
-def _setup_worker(run_dir: str, supernet_path: str) -> None:
-    supernet = load_trained_supernet(run_dir, supernet_path)
-    _WORKER.update(supernet=supernet, run_dir=run_dir, space=SearchSpace(supernet.space), batches={},
+def _setup_worker(run_root: str, supernet_path: str) -> None:
+    supernet = load_trained_supernet(path=supernet_path)
+    _WORKER.update(supernet=supernet, run=RunDir(run_root), space=SearchSpace(supernet.space), batches={},
                    decoder=decoder_for(supernet))
 
 
 def _batches(split: str) -> list:
     if split not in _WORKER["batches"]:
         supernet = _WORKER["supernet"]
-        store = load_split(supernet, split, _WORKER["run_dir"], progress=False)
+        store = load_split(supernet, split, _WORKER["run"], progress=False)
         _WORKER["batches"][split] = list(epoch_batches(store, supernet.metadata["intents"],
                                                        batch_seconds=EVAL_BATCH_SECONDS))
         if split == "dev":  # a fixed labelled minibatch for the proxies
