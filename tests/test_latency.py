@@ -378,13 +378,13 @@ def test_measured_graphs_compute_what_the_model_computes(tiny):
             assert np.abs(w.detach().numpy() - g).max() < 1e-4, str(key)
 
 
-def test_reference_normalization_scales_each_session_by_the_reference_now(tiny):
+def test_reference_normalization_scales_by_the_pooled_reference_now(tiny):
     from predictnas.latency.modules import entry_graph
     from predictnas.latency.protocol import Protocol, measure
 
     class Steady:  # a reference that always takes 4 ms "now"
-        def nominal_ms(self, runs, warmup=2):
-            return 4.0
+        def runs_ms(self, runs, warmup=2):
+            return np.full(runs, 4.0)
 
     device = get_device("cpu")
     graph = entry_graph(Key.of("heads", width=32, frames=13), tiny.config)
@@ -393,3 +393,14 @@ def test_reference_normalization_scales_each_session_by_the_reference_now(tiny):
     assert same.ms == pytest.approx(same.median_ms, rel=1e-9)
     slower_now = measure(device, graph, protocol, reference=Steady(), reference_ms=8.0)  # host twice as fast then
     assert slower_now.ms == pytest.approx(2 * slower_now.median_ms, rel=1e-9)
+
+    class Jumpy:  # one slow bracket among steady ones: the pooled median ignores it
+        calls = 0
+
+        def runs_ms(self, runs, warmup=2):
+            Jumpy.calls += 1
+            return np.full(runs, 40.0 if Jumpy.calls == 2 else 4.0)
+
+    three = Protocol(warmup=1, min_runs=5, max_runs=5, sessions=3, retries=0, max_cv=10.0)
+    pooled = measure(device, graph, three, reference=Jumpy(), reference_ms=4.0)
+    assert pooled.ms == pytest.approx(pooled.median_ms, rel=0.3) and Jumpy.calls == 6

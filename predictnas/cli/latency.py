@@ -51,10 +51,12 @@ def build_lut_command(device_name: str, input_seconds: float | None, out_path: P
                             heldout_models or DEFAULT_HELDOUT, seed, progress=not no_progress,
                             command=" ".join(["predictnas"] + sys.argv[1:]))
         held, before, cal = table.accuracy["heldout"], table.accuracy["heldout_source_calibration"], table.calibration
+        phases = table.build["phase_seconds"]
         click.echo(f"wrote {out_path}: {source.device_id} adapted to {table.device_id} in "
                    f"{table.build['seconds'] / 60:.1f} min ({len(table.models['calibration'])} subnets timed for the "
-                   f"calibration, {held['n']} held out; reference graph {table.accuracy['reference_ratio']:.2f}x "
-                   "the source's)")
+                   f"calibration in {phases['calibration'] / 60:.1f} min, {held['n']} held out in "
+                   f"{phases['heldout'] / 60:.1f} min; reference graph {table.accuracy['reference_ratio']:.2f}x the "
+                   "source's)")
         click.echo(f"calibration: latency = {cal.a:.3f} x table sum {cal.b:+.3f} ms" +
                    (f" + {cal.c:.3f} ms per MB of weights past {cal.w0_bytes / 1e6:.1f} MB" if cal.c else ""))
         click.echo(f"held-out ({held['n']} subnets, timed here): MAPE {100 * held['mape']:.1f} %, within +-10 % "

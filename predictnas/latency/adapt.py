@@ -70,9 +70,11 @@ def adapt_table(source: LatencyTable, device: Device, out: str | Path, models: i
               dynamic_ncols=True) as bar:
         for phase, archs in work.items():
             for arch in archs[len(state["models"][phase]):]:
+                began = time.monotonic()
                 graph = subnet_graph(arch, space.config, source.frames.input)
                 state["models"][phase].append({"arch": arch.to_dict(), "arch_id": arch.arch_id, "params": graph.params,
                                                "measurement": timer.time(graph).to_dict()})
+                state["phase_seconds"][phase] += time.monotonic() - began
                 state["elapsed_s"] = time.monotonic() - started
                 write_json(partial, state)
                 bar.update()
@@ -100,6 +102,7 @@ def adapt_table(source: LatencyTable, device: Device, out: str | Path, models: i
         reference_ms=state["reference_ms"], calibration=calibration, accuracy=accuracy,
         models={phase: records for phase, records in state["models"].items()},
         build={"command": command, "seconds": round(time.monotonic() - started, 1), "created": utc_now(),
+               "phase_seconds": {phase: round(seconds, 1) for phase, seconds in state["phase_seconds"].items()},
                "predictnas": __version__, "adapted_from": {"id": source.device_id, "hash": source.content_hash,
                                                            "fingerprint": source.device["fingerprint"],
                                                            "source": source.source},
@@ -131,7 +134,7 @@ def spread_sample(space: SearchSpace, estimator: LatencyEstimator, models: int, 
 
 def _resume(partial: Path, header: dict, log: Callable[[str], None]) -> dict:
     fresh = {"format": PARTIAL_FORMAT, "header": header, "reference_ms": None, "elapsed_s": 0.0,
-             "models": {"calibration": [], "heldout": []}}
+             "phase_seconds": {"calibration": 0.0, "heldout": 0.0}, "models": {"calibration": [], "heldout": []}}
     if not partial.exists():
         return fresh
     data = read_json(partial)
@@ -139,4 +142,4 @@ def _resume(partial: Path, header: dict, log: Callable[[str], None]) -> dict:
         raise PredictnasError(f"{partial}: a partial adaptation with other settings or from another table; delete "
                               "it or rerun with the same options")
     log(f"resuming {partial}: {sum(map(len, data['models'].values()))} models already timed")
-    return data
+    return {**fresh, **data}

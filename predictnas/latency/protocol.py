@@ -9,9 +9,12 @@ not once per module) stays out of the table.
 The host drifts: in one build on a quiet machine, plain medians of the same models rose 5 % within
 four minutes (calibration models 9 % above the table, held-out ones 0-4 %), enough to bias a fit.
 With ``Protocols.normalize`` (the default) a fixed reference graph is timed, warmed up, just before
-and after every session of a whole model, and the session's runs are scaled by
-``nominal reference latency / reference now``; table entries are rescaled the same way every few
-entries. The reference is small and compute-bound on purpose: interleaving a weight-heavy reference
+and after every session of a whole model, and the model's runs are scaled by
+``nominal reference latency / reference now``, where *now* is the median of every bracketing run of
+the measurement pooled: drift within one measurement (a second or two) is negligible, and a session's
+own 14 reference runs were noisy enough to move a 20-ms model by several percent from one timing to the
+next, so verify and the search once timed each pick three times to compensate. Table entries are
+rescaled the same way every few entries. The reference is small and compute-bound on purpose: interleaving a weight-heavy reference
 run by run (ABAB) was tried first and under-stated a model with 33 MB of weights by a third (87 ms
 against 135 ms plain): the model evicted the reference's weights between runs, so the reference ran
 slow exactly when the model was large. With the bracketed reference, 30 held-out models timed twice
@@ -120,12 +123,16 @@ class Reference:
         for _ in range(3):
             self.session.run(None, graph.feeds)
 
-    def nominal_ms(self, runs: int, warmup: int = 2) -> float:
-        """Median latency of the reference alone over ``runs`` runs, after ``warmup`` runs that bring its
-        weights back into cache (whatever ran before may have evicted them)."""
+    def runs_ms(self, runs: int, warmup: int = 2) -> np.ndarray:
+        """``runs`` latencies of the reference alone (ms), after ``warmup`` runs that bring its weights back
+        into cache (whatever ran before may have evicted them)."""
         for _ in range(warmup):
             self.session.run(None, self.graph.feeds)
-        return float(np.median([_time_once(self.session, self.graph.feeds) for _ in range(runs)]) * 1e3)
+        return np.array([_time_once(self.session, self.graph.feeds) for _ in range(runs)]) * 1e3
+
+    def nominal_ms(self, runs: int, warmup: int = 2) -> float:
+        """Median latency of the reference alone over ``runs`` runs."""
+        return float(np.median(self.runs_ms(runs, warmup)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -182,20 +189,21 @@ def measure(device: Device, graph: Graph, protocol: Protocol, *, baseline: Graph
 
     ``baseline``: interleave runs of this graph and report the median difference (table entries).
     ``reference`` with ``reference_ms``: time the reference (warmed up) just before and just after each
-    session and scale the session's runs by ``reference_ms / reference now`` (whole models). Neither:
-    the plain median.
+    session and scale the runs by ``reference_ms / reference now``, *now* the median of all bracketing
+    runs (whole models). Neither: the plain median.
     """
     partner = None
     if baseline is not None:
         partner = (device.session(baseline.model), baseline.feeds)
-    times, partner_times, session_ids = [], [], []
+    times, partner_times, session_ids, brackets = [], [], [], []
     n_sessions = 0
     for attempt in range(protocol.retries + 1):
         for _ in range(protocol.sessions):
-            before = reference.nominal_ms(REFERENCE_BLOCK) if reference is not None else 1.0
+            if reference is not None:
+                brackets.append(reference.runs_ms(REFERENCE_BLOCK))
             t, p = _time_session(device, graph, protocol, partner)
-            if reference is not None:  # bracketed, so drift during the session cancels to first order
-                p = np.full(len(t), (before + reference.nominal_ms(REFERENCE_BLOCK)) / 2)
+            if reference is not None:
+                brackets.append(reference.runs_ms(REFERENCE_BLOCK))
             times.append(t)
             partner_times.append(p)
             session_ids.append(np.full(len(t), n_sessions))
@@ -204,7 +212,7 @@ def measure(device: Device, graph: Graph, protocol: Protocol, *, baseline: Graph
         if baseline is not None:
             values, noise = t_all - p_all, t_all
         elif reference is not None:
-            values = noise = t_all / p_all * (reference_ms or 0.0)
+            values = noise = t_all * ((reference_ms or 0.0) / float(np.median(np.concatenate(brackets))))
         else:
             values = noise = t_all
         session_medians = np.array([np.median(values[ids == s]) for s in range(n_sessions)])
