@@ -11,10 +11,11 @@ four minutes (calibration models 9 % above the table, held-out ones 0-4 %), enou
 With ``Protocols.normalize`` (the default) a fixed reference graph is timed, warmed up, just before
 and after every session of a whole model, and the model's runs are scaled by
 ``nominal reference latency / reference now``, where *now* is the median of every bracketing run of
-the measurement pooled: drift within one measurement (a second or two) is negligible, and a session's
-own 14 reference runs were noisy enough to move a 20-ms model by several percent from one timing to the
-next, so verify and the search once timed each pick three times to compensate. Table entries are
-rescaled the same way every few entries. The reference is small and compute-bound on purpose: interleaving a weight-heavy reference
+the measurement pooled: drift within one measurement (a second or two) is negligible. Against each
+session scaled by its own 14 runs, pooling lowered the robust CV of 8 timings of 6 models from 1.9 to
+1.6 % (unnormalized: 2.8 %; ``tools/bench_timing_noise.py``): what remains is the model's own runs, so
+verify and the search still take the median of 3 timings. Table entries are rescaled the same way every
+few entries. The reference is small and compute-bound on purpose: interleaving a weight-heavy reference
 run by run (ABAB) was tried first and under-stated a model with 33 MB of weights by a third (87 ms
 against 135 ms plain): the model evicted the reference's weights between runs, so the reference ran
 slow exactly when the model was large. With the bracketed reference, 30 held-out models timed twice
