@@ -57,13 +57,12 @@ def _conv_fraction(space, genes: np.ndarray) -> np.ndarray:
     return with_conv.sum(axis=1) / values.active.sum(axis=1)
 
 
-# architecture descriptors a calibration may use, vectorized over gene rows
+# architecture descriptors a calibration may use, vectorized over gene rows; each may only lower fine-tuned
+# WER at equal shared-weight WER (fine-tuning takes more off models with more compute and conv modules,
+# never less), so a fitted weight above zero is dropped
 DESCRIPTORS: dict[str, Callable[[object, np.ndarray], np.ndarray]] = {
     "log10_params": _log10_params, "log10_flops": _log10_flops, "conv_fraction": _conv_fraction}
 DEFAULT_DESCRIPTORS = ("log10_flops", "conv_fraction")
-# the direction each descriptor may move fine-tuned WER at equal shared-weight WER: fine-tuning takes more
-# off models with more compute and more conv modules, never less
-HELPS_WHEN_LARGER = frozenset(DESCRIPTORS)
 
 
 @dataclass(frozen=True)
@@ -255,7 +254,7 @@ def fit_monotone_calibration(recipe: dict, models: list[dict], shared: np.ndarra
                                  described[:, kept] if kept else None)
         if names and fitted.coefficients[0] <= 0:
             return fit_calibration(recipe, models, shared, supernet_hash, source, ())
-        wrong = [j for j, c in zip(kept, fitted.coefficients[1:]) if descriptors[j] in HELPS_WHEN_LARGER and c > 0]
+        wrong = [j for j, c in zip(kept, fitted.coefficients[1:]) if c > 0]
         if not wrong:
             return fitted
         kept = [j for j in kept if j not in wrong]
