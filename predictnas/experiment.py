@@ -237,8 +237,6 @@ def decoder_for(supernet: Supernet, progress: bool = True) -> Decoder:
 def supernet_file(run: RunDir | str | Path | None = None, path: str | Path | None = None) -> Path:
     """``path`` (a file or ``pretrained:<name>``), else the one ``predictnas train`` wrote into ``run``,
     else the shipped supernet of the default space."""
-    from . import pretrained
-
     if path is not None:
         path = pretrained.resolve_supernet(path)
     else:

@@ -271,6 +271,7 @@ class SandwichObjective:
 
     def __init__(self, space: SearchSpace):
         self.space = space
+        self.reference_kind = largest_arch(space).frontend_kind  # the front-end kind others are matched to
 
     def __call__(self, net: Supernet, features: Tensor, batch, step: int, config: TrainConfig,
                  rng: np.random.Generator) -> dict:
@@ -287,19 +288,17 @@ class SandwichObjective:
                 record["frontend_match"] = record.get("frontend_match", 0.0) + match
         return record
 
-
     def train_subnet(self, net: Supernet, features: Tensor, batch, arch: Arch, teacher: SubnetOutput | None,
                      config: TrainConfig, step: int) -> tuple[SubnetOutput, float, float | None]:
         """Forward, losses and backward of one subnet of a step (``teacher``: the largest's detached outputs,
         None for the largest itself); returns its output, its loss and its front-end matching loss (None
         where its front-end kind is the largest's)."""
-        reference_kind = largest_arch(self.space).frontend_kind
-        matched = bool(config.frontend_match_weight) and arch.frontend_kind != reference_kind
+        matched = bool(config.frontend_match_weight) and arch.frontend_kind != self.reference_kind
         frontend = None
         if matched:
             frontend = net.frontend(features, arch, batch.feature_lengths)
             with torch.no_grad():
-                target = net.frontend(features, dataclasses.replace(arch, frontend_kind=reference_kind),
+                target = net.frontend(features, dataclasses.replace(arch, frontend_kind=self.reference_kind),
                                       batch.feature_lengths)
         # a matched front-end learns from matching alone (the trunk reads its output detached): through
         # the trunk, the CTC gradient on it was about 25x the matching gradient and pointed elsewhere,

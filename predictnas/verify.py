@@ -278,8 +278,10 @@ def run_verify(bundle_path: str | Path, settings: VerifySettings, out: VerifyFil
     from .report import write_report
 
     bundle = Bundle.load(bundle_path)
-    out = SearchFiles(Path(bundle_path)).verify if out is None else out if isinstance(out, VerifyFiles) else \
-        VerifyFiles(Path(out))
+    if out is None:
+        out = SearchFiles(Path(bundle_path)).verify
+    elif not isinstance(out, VerifyFiles):
+        out = VerifyFiles(Path(out))
     run = RunDir.of(Path(bundle_path).parent if run is None else run)
     supernet_path = supernet_file(path=supernet_path or bundle.model["supernet"]["path"])
     supernet = load_supernet(supernet_path)

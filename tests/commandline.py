@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,10 +43,11 @@ def record_refusal(result: subprocess.CompletedProcess) -> None:
     if path:
         lines = result.stderr.strip().splitlines()
         command = ["predictnas", *(Path(a).name if "/" in a else a for a in map(str, result.args[3:]))]
+        printed = re.sub(r"(?:/[^\s/:'\"]+)+/([^\s/:'\"]+)", r"\1", lines[-1]) if lines else ""  # paths as names
         with open(path, "a") as f:
-            f.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+            f.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0],
                                 "command": " ".join(command), "exit": result.returncode,
-                                "printed": lines[-1] if lines else ""}) + "\n")
+                                "printed": printed}) + "\n")
 
 
 def one_error_line(result: subprocess.CompletedProcess, message: str, alone: bool = False) -> None:

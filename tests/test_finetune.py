@@ -151,3 +151,21 @@ def test_descriptors_that_turn_the_weight_of_shared_weight_wer_negative_are_drop
     kept = fit_monotone_calibration(RECIPE, rows(FINETUNED), SHARED, "abc", descriptors=("log10_params",),
                                     described=np.log10(PARAMS)[:, None])
     assert kept.inputs == ("wer/all", "log10_params")
+
+
+def test_descriptors_whose_weight_says_fine_tuning_helps_larger_models_less_are_dropped():
+    """The 6 models verified for the shipped calibration (long + refine supernet): least squares puts a
+    positive weight on log10 FLOPs, so the smallest subnet of the space was predicted at 0 % WER. The
+    calibration drops that descriptor and keeps what has the sign fine-tuning can have."""
+    shared = np.array([0.4066, 0.4096, 0.4117, 0.1928, 0.4521, 0.6467])
+    described = np.array([[8.5614, 0.7], [8.5636, 0.778], [8.5627, 0.778], [9.0349, 1.0], [8.4941, 1.0],
+                          [8.1041, 1.0]])
+    finetuned = [0.2326, 0.2430, 0.2412, 0.1058, 0.2451, 0.3882]
+    free = fit_calibration(RECIPE, rows(finetuned), shared, "abc", descriptors=DEFAULT_DESCRIPTORS, described=described)
+    assert free.coefficients[0] > 0 and free.coefficients[1] > 0
+    signed = fit_monotone_calibration(RECIPE, rows(finetuned), shared, "abc", descriptors=DEFAULT_DESCRIPTORS,
+                                      described=described)
+    assert "log10_flops" not in signed.inputs and signed.coefficients[0] > 0
+    assert all(c <= 0 for c in signed.coefficients[1:])
+    tiny = signed.apply([[0.80] + [0.0] * len(signed.descriptors)])[0]
+    assert tiny > max(finetuned)  # the worst shared-weight WER is not predicted to fine-tune best

@@ -250,20 +250,27 @@ def test_calibrate_on_verified_models_then_search_for_their_finetuned_wer(env, e
     result = run(env, "calibrate", out / "verify.json", "--run-dir", experiment["run_dir"], "--out", calibration_path,
                  "--no-progress")
     assert result.returncode == 0, result.stderr
-    assert "fine-tuned WER = " in result.stdout and "conv_fraction over 5 models" in result.stdout
+    assert "fine-tuned WER = " in result.stdout and "over 5 models" in result.stdout
     calibration = FinetuneCalibration.load(calibration_path)
-    assert calibration.inputs == ("wer/all", "log10_flops", "conv_fraction")
     with SQLiteStore(experiment["run_dir"] / "evals.sqlite") as store:  # the shared-weight dev WER of each model
         shared = {r.arch_id: r.wer["all"] for r in store.records("dev")}
     genes = np.stack([g for _, g in verified.values()])
-    described = descriptor_columns(calibration.descriptors, space, genes)
-    rows = {m["arch_id"]: (m["shared"], m["log10_flops"], m["conv_fraction"], m["finetuned_wer"])
+    every = ("log10_flops", "conv_fraction")
+    wer = [w for w, _ in verified.values()]
+    unconstrained = np.linalg.lstsq(np.column_stack([[shared[a] for a in verified], descriptor_columns(every, space, genes),
+                                                     np.ones(len(verified))]), wer, rcond=None)[0]
+    if unconstrained[0] > 0 and all(c <= 0 for c in unconstrained[1:-1]):  # signs fine-tuning can have: all kept
+        assert calibration.inputs == ("wer/all", *every)
+    assert calibration.source == "wer/all" and set(calibration.descriptors) <= set(every)
+    if calibration.descriptors:  # kept only with the signs fine-tuning can have
+        assert calibration.coefficients[0] > 0 and all(c <= 0 for c in calibration.coefficients[1:])
+    described = descriptor_columns(calibration.descriptors, space, genes) if calibration.descriptors else np.zeros((5, 0))
+    rows = {m["arch_id"]: (m["shared"], *(m[d] for d in calibration.descriptors), m["finetuned_wer"])
             for m in calibration.models}
     assert rows.keys() == verified.keys()
-    for (arch_id, (wer, _)), d in zip(verified.items(), described):
-        assert rows[arch_id] == pytest.approx((shared[arch_id], *d, wer))
+    for (arch_id, (measured, _)), d in zip(verified.items(), described):
+        assert rows[arch_id] == pytest.approx((shared[arch_id], *d, measured))
     x = np.column_stack([[shared[a] for a in verified], described, np.ones(len(verified))])
-    wer = [w for w, _ in verified.values()]
     assert [*calibration.coefficients, calibration.intercept] == pytest.approx(np.linalg.lstsq(x, wer, rcond=None)[0])
 
     top = tmp_path / "search" / "top.json"

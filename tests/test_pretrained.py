@@ -15,6 +15,7 @@ from predictnas import pretrained
 from predictnas.bundle import Bundle
 from predictnas.data.corpus import get_recipe, plan_corpus
 from predictnas.decoding import LexiconDecoder, lexicon_of
+from predictnas.experiment import get_preset
 from predictnas.latency.table import LatencyTable
 from predictnas.predictor import AccuracyPredictor
 from predictnas.predictor.calibrate import FinetuneCalibration
@@ -65,7 +66,7 @@ def test_shipped_artifacts_agree_on_space_features_decoder_and_supernet():
     # the decoder every number was scored with is the lexicon of the corpus's training transcripts, which
     # the corpus recipe determines without synthesizing a sound
     data = supernet.metadata["data"]
-    recipe = get_recipe(supernet.metadata["preset"], sample_rate=supernet.metadata["sample_rate"])
+    recipe = get_recipe(get_preset(supernet.metadata["preset"]).corpus, sample_rate=supernet.metadata["sample_rate"])
     assert recipe.recipe_hash == data["recipe_hash"] and recipe.dirname == data["path"]
     words = lexicon_of(u.text for u in plan_corpus(recipe) if u.split == "train")
     assert predictor.supernet["decoder"] == LexiconDecoder(words).spec()

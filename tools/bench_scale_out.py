@@ -2,6 +2,7 @@
 
     python tools/bench_scale_out.py --supernet SUPERNET.pt [--n 40] [--repeat 0] [--workers 2]
                                     [--work runs/bench-scale-out] [--plan 10000:16:16] [--json bench_scale_out.json]
+    python tools/bench_scale_out.py --plan-from bench_scale_out.json [--work runs/bench-scale-out] [--plan ...]
 
 Runs ``predictnas sample --n N`` three times into fresh run directories, as a user would: with one local
 process (all cores), with ``--workers`` local processes, and through ``--ray-address`` on a Ray cluster
@@ -11,12 +12,13 @@ processes, whether all three stored the same rows (architectures and their WER, 
 accuracy), and the cost of the cluster's start. Run it with nothing else running.
 
 ``--plan N:NODES:CPUS`` turns the measured costs into a plan for N subnets on NODES machines of CPUS cores
-each (one actor per core): the compute per subnet (median of the stored evaluation and proxy seconds,
-which ran on one core per actor), an actor's start (loading the supernet and the dev features, from the
-Ray run's wall time less its evaluations), and what the driver spends per row (a store insert, timed
-here, plus Ray's result transfer): the cluster finishes N / (NODES x CPUS) subnets per actor, and the
-driver becomes the bottleneck once the actors return rows faster than it can take them. The supernet
-must not be the shipped one (whose run directory starts from the shipped sample's rows).
+each (one actor per core): the compute per subnet (the stored evaluation and proxy seconds, which ran
+on one core per actor), an actor's start with Ray's per-task costs (the Ray run's wall time less its
+evaluations spread over its actors), and the driver's serial work per row (a store transaction, timed
+here): the cluster finishes N / (NODES x CPUS) subnets per actor, and the driver becomes the bottleneck
+once the actors return rows faster than it can store them. ``--plan-from bench.json`` prints the plan
+again from an earlier run's JSON and its ``--work`` folder. The supernet must not be the shipped one
+(whose run directory starts from the shipped sample's rows).
 """
 
 from __future__ import annotations
@@ -55,16 +57,24 @@ def rows(store: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--supernet", required=True)
+    parser.add_argument("--supernet", help="a trained supernet file (not the shipped one)")
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("runs/bench-scale-out"))
     parser.add_argument("--port", type=int, default=6391)
     parser.add_argument("--plan", default="10000:16:16", help="N:NODES:CPUS of the paper plan")
+    parser.add_argument("--plan-from", type=Path, help="only the plan, from this earlier run's JSON")
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
 
+    if args.plan_from:
+        earlier = json.loads(args.plan_from.read_text())
+        paper_plan(args.work / "ray" / "evals.sqlite", earlier["seconds"][f"Ray, {args.workers} actors"],
+                   args.workers, *map(int, args.plan.split(":")))
+        return
+    if not args.supernet:
+        parser.error("--supernet is required (or --plan-from)")
     if args.work.exists():
         shutil.rmtree(args.work)
     seconds = {"local, 1 process": sample(args.work / "local-1", args.supernet, args.n, args.repeat)}
@@ -100,8 +110,7 @@ def main() -> None:
     print(f"Ray's overhead per subnet against {args.workers} local processes: {(ray - local_n) / trials:+.2f} s; "
           f"ray start: {start_seconds:.1f} s; the same architectures: {same_ids}, identical rows: {same}, "
           f"largest WER difference: {100 * largest_difference:.2f} points")
-    plan = paper_plan(args.work / "ray" / "evals.sqlite", ray, trials, args.workers, (ray - local_n) / trials,
-                      *map(int, args.plan.split(":")))
+    plan = paper_plan(args.work / "ray" / "evals.sqlite", ray, args.workers, *map(int, args.plan.split(":")))
     if args.json_path:
         with open(args.json_path, "w") as f:
             json.dump({"supernet": args.supernet, "trials": trials, "seconds": seconds, "ray_start_seconds":
@@ -110,8 +119,7 @@ def main() -> None:
                       f, indent=2)
 
 
-def paper_plan(store: Path, ray_wall: float, trials: int, actors: int, ray_overhead: float, n: int, nodes: int,
-               cpus: int) -> dict:
+def paper_plan(store: Path, ray_wall: float, actors: int, n: int, nodes: int, cpus: int) -> dict:
     """The expected wall time of ``n`` subnets on ``nodes`` x ``cpus`` actors from this run's costs."""
     import statistics
 
@@ -119,27 +127,28 @@ def paper_plan(store: Path, ray_wall: float, trials: int, actors: int, ray_overh
 
     with SQLiteStore(store) as source:
         records = source.records("dev")
-    compute = statistics.median(r.eval_seconds + r.proxy_seconds for r in records)
-    # an actor's start: the Ray run's wall time less the evaluations its actors ran side by side
-    actor_start = max(ray_wall - sum(r.eval_seconds + r.proxy_seconds for r in records) / actors, 0.0)
-    with tempfile.TemporaryDirectory() as tmp:  # the driver's share of a row: one store transaction
+    seconds = [r.eval_seconds + r.proxy_seconds for r in records]
+    mean, median = statistics.mean(seconds), statistics.median(seconds)
+    # what the Ray run spent besides its evaluations, spread over its actors: each actor's start (the
+    # supernet and the dev features loaded) and Ray's per-task costs, which one run cannot tell apart
+    actor_start = max(ray_wall - sum(seconds) / actors, 0.0)
+    with tempfile.TemporaryDirectory() as tmp:  # the driver's serial share of a row: one store transaction
         with SQLiteStore(Path(tmp) / "evals.sqlite") as target:
             insert, _ = timed(lambda: [target.add(r) for r in records])
     insert /= len(records)
-    driver = insert + max(ray_overhead, 0.0)
     workers = nodes * cpus
-    wall = actor_start + n * compute / workers
-    driver_limit = 1 / driver  # rows per second the driver can take
-    plan = {"subnets": n, "nodes": nodes, "cpus_per_node": cpus, "compute_per_subnet_s": compute,
-            "actor_start_s": actor_start, "driver_insert_s": insert, "driver_per_row_s": driver,
-            "expected_wall_s": max(wall, n * driver), "cluster_rows_per_s": workers / compute,
-            "driver_rows_per_s": driver_limit, "actors_at_driver_limit": compute * driver_limit}
-    print(f"\npaper plan: {n:,} subnets on {nodes} nodes x {cpus} cores ({workers} actors): {compute:.1f} s of compute "
-          f"per subnet (median over {len(records)}), {actor_start:.0f} s to start an actor, {1e3 * driver:.1f} ms of "
-          f"the driver per row ({1e3 * insert:.1f} ms store insert)")
-    print(f"  expected wall time {plan['expected_wall_s'] / 60:.1f} min; the actors return {workers / compute:.1f} rows/s, "
-          f"the driver takes up to {driver_limit:.0f} rows/s: it becomes the bottleneck past "
-          f"{plan['actors_at_driver_limit']:.0f} actors")
+    wall = actor_start + n * mean / workers
+    plan = {"subnets": n, "nodes": nodes, "cpus_per_node": cpus, "compute_per_subnet_mean_s": mean,
+            "compute_per_subnet_median_s": median, "actor_start_and_overheads_s": actor_start,
+            "driver_insert_s": insert, "expected_wall_s": max(wall, n * insert),
+            "cluster_rows_per_s": workers / mean, "driver_rows_per_s": 1 / insert,
+            "actors_at_driver_limit": mean / insert}
+    print(f"\npaper plan: {n:,} subnets on {nodes} nodes x {cpus} cores ({workers} actors, one core each): "
+          f"{mean:.2f} s of compute per subnet (mean; median {median:.2f}, over {len(records)}), {actor_start:.0f} s "
+          f"of actor start and Ray overheads, {1e3 * insert:.2f} ms of the driver per row (a store transaction)")
+    print(f"  expected wall time {plan['expected_wall_s'] / 60:.1f} min; the actors return {workers / mean:.0f} rows/s, "
+          f"the driver stores up to {1 / insert:,.0f} rows/s: it becomes the bottleneck past "
+          f"{plan['actors_at_driver_limit']:,.0f} actors")
     return plan
 
 

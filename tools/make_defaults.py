@@ -2,6 +2,9 @@
 
     python tools/make_defaults.py [--work runs/long] [--preset long] [--n 300] [--device cpu|cuda]
 
+The shipped set came from two training stages: ``predictnas train --preset long --run-dir runs/long/train``,
+then ``python tools/make_defaults.py --preset refine --init-from runs/long/train/supernet.pt --work runs/refine``.
+
 Stages, each resumable (kill it and run it again) and skipped when its output exists in ``--work``:
 
 1. ``train``      the preset's supernet, into ``WORK/train`` (``predictnas train``);

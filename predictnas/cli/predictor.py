@@ -160,12 +160,15 @@ def calibrate_command(verify_paths: tuple[Path, ...], run_dir: Path, supernet_pa
     out_path = out_path or run.finetune
     calibration.save(out_path)
     shared = f"shared {source.split('/')[0].upper()} %"
-    click.echo(f"  {'model':<14}{'arch_id':<18}{shared:>14}" + "".join(f"{d:>15}" for d in names)
+    kept = calibration.descriptors
+    click.echo(f"  {'model':<14}{'arch_id':<18}{shared:>14}" + "".join(f"{d:>15}" for d in kept)
                + f"{'fine-tuned WER %':>18}{'fitted %':>10}")
     for m in calibration.models:
-        fitted = 100 * calibration.apply([[m["shared"], *(m[d] for d in names)]])[0]
-        click.echo(f"  {m['name']:<14}{m['arch_id']:<18}{100 * m['shared']:>14.2f}" + "".join(f"{m[d]:>15.3f}" for d in names)
+        fitted = 100 * calibration.apply([[m["shared"], *(m[d] for d in kept)]])[0]
+        click.echo(f"  {m['name']:<14}{m['arch_id']:<18}{100 * m['shared']:>14.2f}" + "".join(f"{m[d]:>15.3f}" for d in kept)
                    + f"{100 * m['finetuned_wer']:>18.2f}{fitted:>10.2f}")
+    if dropped := [d for d in names if d not in kept]:
+        click.echo(f"  left out {', '.join(dropped)}: fitted with them, a weight had a sign fine-tuning cannot have")
     recipe = calibration.recipe
     click.echo(f"{calibration.describe()} ({recipe['finetune_steps']} training steps"
                f"{' from scratch' if recipe['from_scratch'] else ''})")

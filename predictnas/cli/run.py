@@ -47,7 +47,7 @@ def run_command(budget: str, preset: str, train_own: bool, train_data: Path | No
     from ..experiment import DataSources, get_preset
     from ..pipeline import PipelineSettings, run_pipeline
     from ..report import predicted_wer_of
-    from ..rundir import SearchFiles
+    from ..rundir import DEFAULT_RUN_DIR, SearchFiles
     from ..verification import Verification
 
     user_data = train_data is not None or dev_data is not None or test_data is not None
@@ -56,7 +56,7 @@ def run_command(budget: str, preset: str, train_own: bool, train_data: Path | No
     shipped = (not train_own and data is None and get_preset(preset).space == pretrained.DEFAULT
                and pretrained.artifact("finetune") is not None)
     if run_dir is None:  # one run directory per kind of run: their files must not mix
-        run_dir = Path("runs") / ("default" if shipped else "train" if preset == "small" else preset)
+        run_dir = DEFAULT_RUN_DIR if shipped else DEFAULT_RUN_DIR.parent / ("train" if preset == "small" else preset)
     settings = PipelineSettings(budget=budget, preset=preset, subnets=subnets, workers=workers,
                                 search_seconds=search_seconds, rescore=rescore, top_k=top_k, verify=not no_verify,
                                 finetune_steps=finetune_steps, baselines=not no_baselines, lut=lut_path,
