@@ -36,7 +36,7 @@ from .errors import PredictnasError
 from .evaluate import bind, evaluate
 from .experiment import decoder_for, load_split, supernet_file
 from .io import check_writable, read_json, write_json
-from .latency.devices import fingerprint_mismatch, get_device
+from .latency.devices import get_device
 from .latency.estimate import LatencyEstimator
 from .latency.protocol import PROTOCOLS, Graph, ModelTimer
 from .latency.table import LatencyTable
@@ -119,11 +119,10 @@ def models_to_verify(bundle: Bundle, baselines: tuple[str, ...], picks: int | No
 
 def check_hardware(bundle: Bundle, table: LatencyTable, settings: VerifySettings) -> list[str]:
     """The hardware-gap guard: refuse to verify on another machine than the table's, unless allowed."""
-    device = get_device(settings.device)
     warnings = []
-    problem = fingerprint_mismatch(table.device["fingerprint"], device.fingerprint())
+    problem = table.hardware_gap()
     if problem:
-        message = f"hardware gap: the latency table was {problem}"
+        message = f"hardware gap: the latency table: {problem}"
         if not settings.allow_hardware_gap:
             raise PredictnasError(message + "; verify measures on this machine, so its latencies would not be "
                                             "comparable (rebuild the table here, or pass --allow-hardware-gap)")

@@ -81,6 +81,6 @@ def test_param_counts_equal_the_shipped_latency_tables_weight_counts(space, rng)
     from predictnas.latency.table import LatencyTable
     from predictnas.pretrained import tables_dir
 
-    estimator = LatencyEstimator(LatencyTable.load(tables_dir() / "cpu-1t-fp32-4be8cf99.json"), space)
+    estimator = LatencyEstimator(LatencyTable.load(tables_dir() / "cpu-1t-fp32-d3ed75e4.json"), space)
     genes = space.sample(20_000, rng)
     assert np.array_equal(estimator.raw(genes)[1], param_counts(space, genes))

@@ -36,7 +36,7 @@ from .estimate import BYTES_PER_PARAM, LatencyEstimator, reference_frames
 from .keys import Frames, Key, enumerate_keys, every_block
 from .modules import entry_graph, null_graph, subnet_graph
 from .protocol import PROTOCOLS, Graph, ModelTimer, measure
-from .table import Entry, LatencyTable, default_table_path, exact_table
+from .table import Entry, LatencyTable, default_table_path, exact_table, find_table
 
 # The space spans about 60x in latency, so no length gives exactly 5-150 ms. At 24 s (2401 feature frames,
 # 601 encoder frames) the slowest subnet stays near 150 ms (136 ms measured) and the fastest takes 2.2 ms
@@ -148,6 +148,18 @@ def table_for_this_machine(device: Device, settings: BuildSettings, directory: P
     found = exact_table(device.device_id, settings.space, None if directory is None else [directory])
     if found is not None:
         return found
+    try:
+        other = find_table(device.name, settings.space, None if directory is None else [directory])
+    except PredictnasError:
+        other = None
+    if other is not None and not partial_path(out).exists():  # a full build already under way goes on
+        from .adapt import adapt_table
+
+        log(f"no latency table of {device.name} measured on this machine ({device.device_id}): adapting {other} "
+            f"to it into {out.parent} (build-lut --adapt-from; about 3 minutes; build-lut measures every entry)")
+        adapt_table(LatencyTable.load(other), device, out, progress=progress, log=log,
+                    command=f"predictnas build-lut --device {device.name} --adapt-from {other}")
+        return out
     log(f"no latency table of {device.name} measured on this machine ({device.device_id}): building it into "
         f"{out.parent} (build-lut; several minutes, resumable)")
     build_lut(device, settings, out, progress=progress, log=log,
@@ -239,10 +251,10 @@ def _finish(state: "_State", device: Device, space: SearchSpace, settings: Build
         models={"calibration": cal, "heldout": [{**r, "second": s["measurement"]} for r, s in zip(first, second)],
                 "extremes": extreme},
         build={"command": command, "seconds": round(state.elapsed(), 1), "attempts": state.attempt + 1,
-               "created": _now(), "predictnas": __version__, "settings": asdict(settings)})
+               "created": utc_now(), "predictnas": __version__, "settings": asdict(settings)})
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 

@@ -23,7 +23,12 @@ from typing import Any, Callable
 
 from ..errors import PredictnasError
 
-FINGERPRINT_FIELDS = ("cpu_model", "cores", "threads", "ort_version", "provider", "dtype")
+FINGERPRINT_FIELDS = ("cpu_vendor", "cpu_family", "cpu_model_number", "cpu_stepping", "isa", "cache_kb", "cpu_model",
+                      "cores", "threads", "ort_version", "provider", "dtype")
+# Instruction-set extensions that change which kernels ONNX Runtime runs (and so every latency): two CPUs
+# with one model name but different extensions (AMD EPYC with and without AVX-512) are different devices.
+KERNEL_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+                "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "sve2")
 
 
 class DeviceMismatch(PredictnasError):
@@ -72,7 +77,7 @@ class OrtCpuDevice(Device):
     def fingerprint(self) -> dict[str, Any]:
         import onnxruntime as ort
 
-        return {"cpu_model": cpu_model(), "cores": os.cpu_count() or 0, "threads": self.threads,
+        return {**cpu_identity(), "cores": os.cpu_count() or 0, "threads": self.threads,
                 "ort_version": ort.__version__, "provider": "CPUExecutionProvider", "dtype": self.dtype,
                 "machine": platform.machine()}
 
@@ -106,15 +111,50 @@ class OrtCpuDevice(Device):
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what the platform reports)."""
+def cpu_identity() -> dict[str, Any]:
+    """What tells CPU generations apart: vendor, family / model / stepping, the kernel-relevant instruction
+    set extensions, cache sizes and the model name (``/proc/cpuinfo`` and ``/sys`` on Linux; elsewhere what
+    the platform reports, with the rest empty)."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("vendor_id", "cpu family", "model", "stepping", "model name", "flags", "features",
+                       "cpu implementer", "cpu part", "cpu variant") and key not in fields:
+                fields[key] = value.strip()
+            if not line.strip() and fields:
+                break  # the first processor describes them all
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    return {"cpu_vendor": fields.get("vendor_id") or fields.get("cpu implementer") or platform.system(),
+            "cpu_family": fields.get("cpu family") or fields.get("cpu variant") or "",
+            "cpu_model_number": fields.get("model") or fields.get("cpu part") or "",
+            "cpu_stepping": fields.get("stepping", ""),
+            "isa": [flag for flag in KERNEL_FLAGS if flag in flags],
+            "cache_kb": cache_sizes_kb(),
+            "cpu_model": fields.get("model name") or platform.processor() or platform.machine() or "unknown"}
+
+
+def cache_sizes_kb() -> dict[str, int]:
+    """The first CPU's level-1 data and level-2 cache sizes (``L1d``, ``L2``), in KiB: per core, so fixed by
+    the CPU model. The level-3 size a virtual machine reports is its host's slicing (480 MB on one CI
+    machine), which would make two machines of one class look different."""
+    sizes = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind = (index / "level").read_text().strip(), (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        if kind == "Instruction":
+            continue
+        if level not in ("1", "2"):
+            continue
+        number = int(re.sub(r"[^0-9]", "", size) or 0)
+        sizes[f"L{level}{'d' if kind == 'Data' else ''}"] = number * (1024 if size.endswith("M") else 1)
+    return sizes
 
 
 # ---- registry -------------------------------------------------------------------------------------
@@ -147,23 +187,11 @@ def get_device(name: str) -> Device:
 def fingerprint_mismatch(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
     """One line naming every fingerprint field that differs, or ``None`` if the machines match."""
     fields = sorted(set(recorded) | set(current), key=lambda f: (f not in FINGERPRINT_FIELDS, f))
-    diffs = [f"{f} {recorded.get(f)!r} here {current.get(f)!r}" for f in fields if recorded.get(f) != current.get(f)]
+    unrecorded = [f for f in fields if f not in recorded]
+    diffs = [f"table has {f} {recorded.get(f)!r} here {current.get(f)!r}" for f in fields
+             if f in recorded and recorded.get(f) != current.get(f)]
+    if unrecorded:  # a table from before these fields were recorded cannot show it is this machine's
+        diffs.append(f"the table records no {', '.join(unrecorded)} (made by an earlier predictnas)")
     if not diffs:
         return None
-    return "measured on other hardware/software: " + "; ".join(f"table has {d}" for d in diffs)
-
-
-def check_device(recorded: dict[str, Any], device: Device, allow_mismatch: bool = False, source: str = "latency table"
-                 ) -> str | None:
-    """Compare a table's fingerprint with ``device`` on this machine.
-
-    Returns ``None`` when they match; otherwise the mismatch description (for a loud warning) when
-    ``allow_mismatch``, else raises :class:`DeviceMismatch` with it.
-    """
-    problem = fingerprint_mismatch(recorded, device.fingerprint())
-    if problem is None:
-        return None
-    message = f"{source}: {problem}; its latencies may not hold on this machine"
-    if not allow_mismatch:
-        raise DeviceMismatch(message + " (rebuild it with build-lut, or allow the mismatch explicitly)")
-    return message
+    return "measured on other hardware/software: " + "; ".join(diffs)

@@ -9,9 +9,13 @@ not once per module) stays out of the table.
 The host drifts: in one build on a quiet machine, plain medians of the same models rose 5 % within
 four minutes (calibration models 9 % above the table, held-out ones 0-4 %), enough to bias a fit.
 With ``Protocols.normalize`` (the default) a fixed reference graph is timed, warmed up, just before
-and after every session of a whole model, and the session's runs are scaled by
-``nominal reference latency / reference now``; table entries are rescaled the same way every few
-entries. The reference is small and compute-bound on purpose: interleaving a weight-heavy reference
+and after every session of a whole model, and the model's runs are scaled by
+``nominal reference latency / reference now``, where *now* is the median of every bracketing run of
+the measurement pooled: drift within one measurement (a second or two) is negligible. Against each
+session scaled by its own 14 runs, pooling lowered the robust CV of 8 timings of 6 models from 1.9 to
+1.6 % (unnormalized: 2.8 %; ``tools/bench_timing_noise.py``): what remains is the model's own runs, so
+verify and the search still take the median of 3 timings. Table entries are rescaled the same way every
+few entries. The reference is small and compute-bound on purpose: interleaving a weight-heavy reference
 run by run (ABAB) was tried first and under-stated a model with 33 MB of weights by a third (87 ms
 against 135 ms plain): the model evicted the reference's weights between runs, so the reference ran
 slow exactly when the model was large. With the bracketed reference, 30 held-out models timed twice
@@ -20,6 +24,7 @@ agreed within +-10 % for 100 % of them (MAPE 2.0 %), against 97 % (3.2 %) for th
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -61,6 +66,7 @@ class Protocols:
     reference_runs: int = 200  # runs of the reference alone for its nominal latency
     normalize: bool = True  # scale models and entries by the reference's drift (see the module docstring)
     rescale_every: int = 10  # entries between two checks of the reference's drift
+    speed_probe: bool = True  # a table's users time the reference against its reference_ms (hardware gap)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "entry": asdict(self.entry), "model": asdict(self.model)}
@@ -83,7 +89,7 @@ register_protocols(Protocols(
     "quick",
     entry=Protocol(warmup=1, min_runs=3, max_runs=5, seconds=0.0, sessions=1, max_cv=1.0, retries=0),
     model=Protocol(warmup=1, min_runs=3, max_runs=3, seconds=0.0, sessions=1, max_cv=1.0, retries=0),
-    reference_runs=10,
+    reference_runs=10, speed_probe=False,
 ))
 
 
@@ -118,12 +124,24 @@ class Reference:
         for _ in range(3):
             self.session.run(None, graph.feeds)
 
-    def nominal_ms(self, runs: int, warmup: int = 2) -> float:
-        """Median latency of the reference alone over ``runs`` runs, after ``warmup`` runs that bring its
-        weights back into cache (whatever ran before may have evicted them)."""
+    def runs_ms(self, runs: int, warmup: int = 2) -> np.ndarray:
+        """``runs`` latencies of the reference alone (ms), after ``warmup`` runs that bring its weights back
+        into cache (whatever ran before may have evicted them)."""
         for _ in range(warmup):
             self.session.run(None, self.graph.feeds)
-        return float(np.median([_time_once(self.session, self.graph.feeds) for _ in range(runs)]) * 1e3)
+        return np.array([_time_once(self.session, self.graph.feeds) for _ in range(runs)]) * 1e3
+
+    def nominal_ms(self, runs: int, warmup: int = 2) -> float:
+        """Median latency of the reference alone over ``runs`` runs."""
+        return float(np.median(self.runs_ms(runs, warmup)))
+
+
+@functools.lru_cache(maxsize=None)
+def reference_now_ms(device_name: str, runs: int) -> float:
+    """The reference graph's nominal latency on this machine now (once per process and device)."""
+    from .devices import get_device
+
+    return Reference(get_device(device_name), reference_graph()).nominal_ms(runs)
 
 
 def reference_graph(frames: int = 512, width: int = 256, hidden: int = 512, layers: int = 1) -> Graph:
@@ -172,20 +190,21 @@ def measure(device: Device, graph: Graph, protocol: Protocol, *, baseline: Graph
 
     ``baseline``: interleave runs of this graph and report the median difference (table entries).
     ``reference`` with ``reference_ms``: time the reference (warmed up) just before and just after each
-    session and scale the session's runs by ``reference_ms / reference now`` (whole models). Neither:
-    the plain median.
+    session and scale the runs by ``reference_ms / reference now``, *now* the median of all bracketing
+    runs (whole models). Neither: the plain median.
     """
     partner = None
     if baseline is not None:
         partner = (device.session(baseline.model), baseline.feeds)
-    times, partner_times, session_ids = [], [], []
+    times, partner_times, session_ids, brackets = [], [], [], []
     n_sessions = 0
     for attempt in range(protocol.retries + 1):
         for _ in range(protocol.sessions):
-            before = reference.nominal_ms(REFERENCE_BLOCK) if reference is not None else 1.0
+            if reference is not None:
+                brackets.append(reference.runs_ms(REFERENCE_BLOCK))
             t, p = _time_session(device, graph, protocol, partner)
-            if reference is not None:  # bracketed, so drift during the session cancels to first order
-                p = np.full(len(t), (before + reference.nominal_ms(REFERENCE_BLOCK)) / 2)
+            if reference is not None:
+                brackets.append(reference.runs_ms(REFERENCE_BLOCK))
             times.append(t)
             partner_times.append(p)
             session_ids.append(np.full(len(t), n_sessions))
@@ -194,7 +213,7 @@ def measure(device: Device, graph: Graph, protocol: Protocol, *, baseline: Graph
         if baseline is not None:
             values, noise = t_all - p_all, t_all
         elif reference is not None:
-            values = noise = t_all / p_all * (reference_ms or 0.0)
+            values = noise = t_all * ((reference_ms or 0.0) / float(np.median(np.concatenate(brackets))))
         else:
             values = noise = t_all
         session_medians = np.array([np.median(values[ids == s]) for s in range(n_sessions)])

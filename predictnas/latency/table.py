@@ -29,6 +29,12 @@ FORMAT = "predictnas-latency-table"
 SCHEMA_VERSION = 2
 
 
+# how much each agreeing fingerprint field makes another machine's table the closest stand-in: the
+# instruction set decides the kernels, the rest tells generations apart
+CLOSEST_BY = {"isa": 3, "cpu_vendor": 1, "cpu_family": 1, "cpu_model_number": 1, "cpu_model": 1}
+PROBE_TOLERANCE = 0.10  # the speed probe's relative difference beyond which this is another machine
+
+
 class MissingEntry(PredictnasError):
     """An architecture needs a module shape the table does not hold."""
 
@@ -86,12 +92,39 @@ class LatencyTable(Artifact):
                                f"predictnas build-lut --space {self.space.name} "
                                f"--input-seconds {self.input_seconds:g}") from None
 
-    def check_device(self, allow_mismatch: bool = False) -> str | None:
-        """Hardware gap guard: ``None`` if this machine matches the table's fingerprint; else the mismatch
-        description (``allow_mismatch``, for a loud warning) or :class:`~.devices.DeviceMismatch`."""
-        from .devices import check_device, get_device
+    def hardware_gap(self) -> str | None:
+        """Why this machine is not the one the table describes, or ``None``: fingerprint fields that differ,
+        else the speed probe, the table's reference graph timed here (about a second, once per process)
+        more than :data:`PROBE_TOLERANCE` away from the table's ``reference_ms``. The probe catches what a
+        fingerprint cannot: another host under one CPU name, a throttled or busy machine."""
+        from .devices import fingerprint_mismatch, get_device
+        from .protocol import PROTOCOLS, reference_now_ms
 
-        return check_device(self.device["fingerprint"], get_device(self.device["name"]), allow_mismatch, self.source)
+        device = get_device(self.device["name"])
+        problem = fingerprint_mismatch(self.device["fingerprint"], device.fingerprint())
+        problem = problem and f"it was {problem}"
+        protocols = PROTOCOLS.get(self.protocol.get("name", ""))
+        if problem is None and self.protocol.get("speed_probe", True) and protocols is not None:
+            now = reference_now_ms(device.name, protocols.reference_runs)
+            if abs(now / self.reference_ms - 1) > PROBE_TOLERANCE:
+                problem = (f"its reference graph runs in {now:.2f} ms here against {self.reference_ms:.2f} ms when "
+                           f"the table was built ({now / self.reference_ms:.2f}x: another machine of the same name, "
+                           "or this one busy)")
+        return problem
+
+    def check_device(self, allow_mismatch: bool = False) -> str | None:
+        """Hardware gap guard: ``None`` if this machine is the table's (:meth:`hardware_gap`); else the
+        description (``allow_mismatch``, for a loud warning) or :class:`~.devices.DeviceMismatch`."""
+        from .devices import DeviceMismatch
+
+        problem = self.hardware_gap()
+        if problem is None:
+            return None
+        message = (f"{self.source}: {problem}; its latencies may not hold on this machine (adapt it here in about "
+                   f"3 minutes: predictnas build-lut --device {self.device['name']} --adapt-from {self.source})")
+        if not allow_mismatch:
+            raise DeviceMismatch(message)
+        return message
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -177,9 +210,11 @@ def find_table(device_name: str = "cpu", space_name: str = DEFAULT_SPACE.name,
     from .devices import get_device
 
     directories = directories or table_directories()
-    exact = exact_table(get_device(device_name).device_id, space_name, directories)
+    device = get_device(device_name)
+    exact = exact_table(device.device_id, space_name, directories)
     if exact is not None:
         return exact
+    here, candidates = device.fingerprint(), []
     for directory in directories:
         for path in sorted(Path(directory).glob("*.json")):
             try:
@@ -189,6 +224,10 @@ def find_table(device_name: str = "cpu", space_name: str = DEFAULT_SPACE.name,
             if (isinstance(data, dict) and data.get("format") == FORMAT
                     and data.get("device", {}).get("name") == device_name
                     and data.get("space", {}).get("name") == space_name):
-                return path
+                recorded = data["device"].get("fingerprint", {})
+                likeness = sum(weight for f, weight in CLOSEST_BY.items() if recorded.get(f) == here.get(f))
+                candidates.append((-likeness, len(candidates), path))
+    if candidates:  # the closest machine class: same instruction set first, then vendor and model
+        return min(candidates)[2]
     raise PredictnasError(f"no latency table for device {device_name!r} and space {space_name!r}; "
                           f"build one with predictnas build-lut --device {device_name} --space {space_name}, or pass --lut")

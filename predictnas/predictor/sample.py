@@ -101,7 +101,8 @@ def sample_subnets(run: RunDir | str | Path, n: int, workers: int = 1, seed: int
     """Evaluate the first ``n`` subnets of the covering sample that the store does not hold yet
     (with ``around_largest``, the default, every second one from around the largest; see
     :func:`coverage_sample`), on ``workers`` local processes or the Ray cluster at ``ray_address``; with
-    ``int8``, each also as the cpu-int8 device computes it (the ``dev_int8`` protocol)."""
+    ``int8``, each also as the cpu-int8 device computes it (the ``dev_int8`` protocol), and so is every other
+    subnet the store holds (the search's measured finalists), since ``fit`` needs int8 for all of them."""
     run = RunDir.of(run)
     space, store, supernet_path = _open_store(run, supernet_path, {"sample_seed": str(seed)}, progress)
     anchors = np.stack([space.encode(largest_arch(space)), space.encode(smallest_arch(space))])
@@ -115,7 +116,13 @@ def sample_subnets(run: RunDir | str | Path, n: int, workers: int = 1, seed: int
             arch = space.decode(row)
             if arch.arch_id not in stored:
                 jobs.append(_job(protocol, arch, latency, with_proxies))
-    skipped = n * (2 if int8 else 1) + min(repeat, n) - len(jobs)
+    requested = n * (2 if int8 else 1) + min(repeat, n)
+    if int8:  # fit needs int8 for every dev row, the search's measured finalists included, not only the sample's
+        covered = store.stored_ids(INT8_PROTOCOL) | {space.decode(row).arch_id for row in genes[:n]}
+        others = [r for r in store.records("dev") if r.arch_id not in covered]
+        jobs += [_job(INT8_PROTOCOL, space.from_json(r.arch), r.latency_ms, with_proxies) for r in others]
+        requested += len(others)
+    skipped = requested - len(jobs)
     start = time.perf_counter()
     try:
         evaluated = _run_jobs(jobs, store, run, supernet_path, workers, progress, ray_address)
