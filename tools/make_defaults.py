@@ -172,6 +172,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300, help="Subnets to evaluate.")
     parser.add_argument("--int8", action="store_true",
                         help="Also score the subnets as the cpu-int8 device computes them (int8 targets).")
+    parser.add_argument("--strata-table", type=Path, default=None,
+                        help="Latency table whose estimates set the sample's latency strata (default: this "
+                             "machine's). Another table draws other subnets, so a store sampled before its table "
+                             "was rebuilt is completed (--int8) with the table it was sampled with.")
     parser.add_argument("--budget", default="40ms")
     parser.add_argument("--finetune-steps", type=int, default=400)
     parser.add_argument("--until", choices=("train", "half", "sample", "fit", "search", "verify", "calibrate"),
@@ -212,7 +216,8 @@ def main() -> None:
     if args.until == "half":
         return
     log("3/8 sample")
-    sample_subnets(work, args.n, estimator=estimator, repeat=30, seed=args.seed, int8=args.int8)
+    strata = LatencyEstimator(LatencyTable.load(args.strata_table)) if args.strata_table else estimator
+    sample_subnets(work, args.n, estimator=strata, repeat=30, seed=args.seed, int8=args.int8)
     if args.until == "sample":
         return
     log("4/8 fit")

@@ -32,7 +32,10 @@ SCHEMA_VERSION = 2
 # how much each agreeing fingerprint field makes another machine's table the closest stand-in: the
 # instruction set decides the kernels, the rest tells generations apart
 CLOSEST_BY = {"isa": 3, "cpu_vendor": 1, "cpu_family": 1, "cpu_model_number": 1, "cpu_model": 1}
-PROBE_TOLERANCE = 0.10  # the speed probe's relative difference beyond which this is another machine
+# the speed probe's relative difference beyond which this is another machine: the Xeon that built its tables
+# ran their reference 1.08-1.23x as long 40 minutes later, nothing else running (the host's own drift, which
+# the protocol normalizes); the machine classes it must tell apart differ by 1.6x and 2.9x
+PROBE_TOLERANCE = 0.30
 
 
 class MissingEntry(PredictnasError):
