@@ -263,7 +263,8 @@ def main() -> None:
                      + train_cmd.replace(" (then", " --init-from <that supernet> (then"))
     install(work, {"supernet": train_cmd,
                    "store": f"predictnas sample --n {args.n} --repeat 30 --seed {args.seed}"
-                            + (" --int8" if args.int8 else ""),
+                            + (" --int8" if args.int8 else "")
+                            + (f" --lut {args.strata_table.name}" if args.strata_table else ""),
                    "predictor": "predictnas fit --features encoding,closed_form",
                    "finetune": f"predictnas search --budget {args.budget} --rescore 32 --time-finalists 32; "
                                f"predictnas verify top.json --baselines --finetune-steps {args.finetune_steps}; "
