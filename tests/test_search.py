@@ -293,7 +293,9 @@ def rugged_predictor(space):
 
 def test_the_ga_climbs_before_each_restart_and_finds_better_rows_for_the_same_candidates(space, estimator):
     predictor = rugged_predictor(space)
-    problem = Problem(space, CostScorer(estimator, predictor.predict), estimator, latency_budget_ms=25)
+    # a budget where every run stalls and restarts within the candidates given (at 25 ms on the shipped table
+    # one of the three seeds kept improving and never restarted, so there was no climb to compare)
+    problem = Problem(space, CostScorer(estimator, predictor.predict), estimator, latency_budget_ms=20)
 
     def run(seed, **kw):
         ga = GeneticAlgorithm(population_size=500, restart_after=5, **kw)
