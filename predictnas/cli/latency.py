@@ -50,15 +50,14 @@ def build_lut_command(device_name: str, input_seconds: float | None, out_path: P
         table = adapt_table(source, device, out_path, calibration_models or DEFAULT_MODELS,
                             heldout_models or DEFAULT_HELDOUT, seed, progress=not no_progress,
                             command=" ".join(["predictnas"] + sys.argv[1:]))
-        held, before, cal = table.accuracy["heldout"], table.accuracy["heldout_source_calibration"], table.calibration
+        held, before = table.accuracy["heldout"], table.accuracy["heldout_source_calibration"]
         phases = table.build["phase_seconds"]
         click.echo(f"wrote {out_path}: {source.device_id} adapted to {table.device_id} in "
                    f"{table.build['seconds'] / 60:.1f} min ({len(table.models['calibration'])} subnets timed for the "
                    f"calibration in {phases['calibration'] / 60:.1f} min, {held['n']} held out in "
                    f"{phases['heldout'] / 60:.1f} min; reference graph {table.accuracy['reference_ratio']:.2f}x the "
                    "source's)")
-        click.echo(f"calibration: latency = {cal.a:.3f} x table sum {cal.b:+.3f} ms" +
-                   (f" + {cal.c:.3f} ms per MB of weights past {cal.w0_bytes / 1e6:.1f} MB" if cal.c else ""))
+        click.echo(f"calibration: {table.calibration.describe()}")
         click.echo(f"held-out ({held['n']} subnets, timed here): MAPE {100 * held['mape']:.1f} %, within +-10 % "
                    f"{100 * held['within_10']:.0f} %, Spearman {held['spearman']:.3f} (the source table as it was: "
                    f"MAPE {100 * before['mape']:.1f} %, within +-10 % {100 * before['within_10']:.0f} %)")
@@ -70,13 +69,12 @@ def build_lut_command(device_name: str, input_seconds: float | None, out_path: P
     out_path = out_path or default_table_path(device.device_id, space_name)
     table = build_lut(device, settings, out_path, progress=not no_progress,
                       command=" ".join(["predictnas"] + sys.argv[1:]))
-    acc, cal = table.accuracy, table.calibration
+    acc = table.accuracy
     held, retest = acc["heldout"], acc["test_retest"]
     click.echo(f"wrote {out_path}: {len(table.entries)} entries on {table.device_id}, {table.input_seconds:g} s input "
                f"({table.frames.input} frames, {table.frames.encoder} encoder frames), "
                f"built in {table.build['seconds'] / 60:.1f} min")
-    click.echo(f"calibration on {len(table.models['calibration'])} subnets: latency = {cal.a:.3f} x table sum "
-               f"{cal.b:+.3f} ms" + (f" + {cal.c:.3f} ms per MB of weights past {cal.w0_bytes / 1e6:.1f} MB" if cal.c else ""))
+    click.echo(f"calibration on {len(table.models['calibration'])} subnets: {table.calibration.describe()}")
     click.echo(f"held-out ({held['n']} subnets): MAPE {100 * held['mape']:.1f} %, within +-10 % "
                f"{100 * held['within_10']:.0f} %, Spearman {held['spearman']:.3f}, Kendall {held['kendall']:.3f} "
                f"(raw sum: MAPE {100 * acc['heldout_raw_sum']['mape']:.1f} %)")

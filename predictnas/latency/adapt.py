@@ -28,7 +28,7 @@ from ..space import Arch, SearchSpace
 from .build import utc_now
 from .calibration import Calibration, fidelity, fit
 from .devices import Device
-from .estimate import BYTES_PER_PARAM, LatencyEstimator
+from .estimate import LatencyEstimator
 from .protocol import PROTOCOLS, ModelTimer
 from .table import LatencyTable
 
@@ -80,9 +80,8 @@ def adapt_table(source: LatencyTable, device: Device, out: str | Path, models: i
                 bar.update()
 
     def rows(records: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        sums = [uncalibrated.raw_arch(space.from_json(r["arch"])) for r in records]
-        return (np.array([ns / 1e6 for ns, _ in sums]), np.array([p * BYTES_PER_PARAM for _, p in sums], dtype=float),
-                np.array([r["measurement"]["ms"] for r in records]))
+        raw_ms, weight_bytes = uncalibrated.calibration_inputs([space.from_json(r["arch"]) for r in records])
+        return raw_ms, weight_bytes, np.array([r["measurement"]["ms"] for r in records])
 
     cal_raw, cal_w, cal_ms = rows(state["models"]["calibration"])
     calibration = fit(cal_raw, cal_w, cal_ms)

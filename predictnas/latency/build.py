@@ -32,7 +32,7 @@ from ..io import read_json, write_json
 from ..space import DEFAULT_SPACE, Arch, SearchSpace, get_space
 from .calibration import Calibration, fidelity, fit, retest_agreement
 from .devices import Device
-from .estimate import BYTES_PER_PARAM, LatencyEstimator, reference_frames
+from .estimate import LatencyEstimator, reference_frames
 from .keys import Frames, Key, enumerate_keys, every_block
 from .modules import entry_graph, null_graph, subnet_graph
 from .protocol import PROTOCOLS, Graph, ModelTimer, measure
@@ -210,10 +210,7 @@ def _finish(state: "_State", device: Device, space: SearchSpace, settings: Build
         entries=dict(state.entries), calibration=Calibration())
     raw = LatencyEstimator(table, space)
 
-    def rows(records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        sums = [raw.raw_arch(space.from_json(r["arch"])) for r in records]
-        return np.array([s / 1e6 for s, _ in sums]), np.array([p * BYTES_PER_PARAM for _, p in sums], dtype=np.float64)
-
+    rows = lambda records: raw.calibration_inputs([space.from_json(r["arch"]) for r in records])  # noqa: E731
     ms = lambda records: np.array([r["measurement"]["ms"] for r in records])  # noqa: E731
     first, cal, second = (state.models[p] for p in MODEL_PHASES[:3])
     cal_raw, cal_w = rows(cal)

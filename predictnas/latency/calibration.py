@@ -40,6 +40,11 @@ class Calibration:
         # negative time, and budgets, logs and rewards need a positive latency.
         return np.maximum(self.a * np.asarray(raw_ms, dtype=np.float64) + self.b + self.c * past, MIN_LATENCY_MS)
 
+    def describe(self) -> str:
+        """The formula with its coefficients, as the build commands print it."""
+        knee = f" + {self.c:.3f} ms per MB of weights past {self.w0_bytes / 1e6:.1f} MB" if self.c else ""
+        return f"latency = {self.a:.3f} x table sum {self.b:+.3f} ms{knee}"
+
     def to_dict(self) -> dict[str, Any]:
         return {"form": FORM, **asdict(self)}
 

@@ -148,9 +148,7 @@ def cache_sizes_kb() -> dict[str, int]:
             size = (index / "size").read_text().strip().upper()
         except OSError:
             continue
-        if kind == "Instruction":
-            continue
-        if level not in ("1", "2"):
+        if kind == "Instruction" or level not in ("1", "2"):
             continue
         number = int(re.sub(r"[^0-9]", "", size) or 0)
         sizes[f"L{level}{'d' if kind == 'Data' else ''}"] = number * (1024 if size.endswith("M") else 1)

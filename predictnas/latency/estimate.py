@@ -16,6 +16,8 @@ tables, and equal :func:`predictnas.complexity.param_counts` times four.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from ..errors import PredictnasError
@@ -59,9 +61,15 @@ class LatencyEstimator:
         entries = [self.table.entry(k) for k in arch_keys(self.space.check(arch), self.table.frames)]
         return sum(e.ns for e in entries), sum(e.params for e in entries)
 
+    def calibration_inputs(self, archs: Sequence[Arch]) -> tuple[np.ndarray, np.ndarray]:
+        """What a :class:`Calibration` maps to milliseconds, per architecture: the sum of its entries (ms)
+        and its weight bytes (the inputs ``calibration.fit`` takes beside measured latencies)."""
+        sums = [self.raw_arch(arch) for arch in archs]
+        return (np.array([ns / 1e6 for ns, _ in sums], dtype=np.float64),
+                np.array([params * BYTES_PER_PARAM for _, params in sums], dtype=np.float64))
+
     def estimate_arch(self, arch: Arch) -> float:
-        ns, params = self.raw_arch(arch)
-        return float(self.calibration.apply(np.array([ns / 1e6]), np.array([params * BYTES_PER_PARAM]))[0])
+        return float(self.calibration.apply(*self.calibration_inputs([arch]))[0])
 
     # ---- per gene matrix ----------------------------------------------------------------------------
 

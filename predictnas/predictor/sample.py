@@ -109,16 +109,16 @@ def sample_subnets(run: RunDir | str | Path, n: int, workers: int = 1, seed: int
     genes = coverage_sample(space, n, seed, cost=estimator.estimate if estimator is not None else None,
                             anchors=anchors, centre=anchors[0] if around_largest else None)
     latencies = estimator.estimate(genes) if estimator is not None else [None] * len(genes)
+    archs = [space.decode(row) for row in genes[:n]]
     jobs = []
     for protocol, count in (("dev", n), (NOISE_PROTOCOL, min(repeat, n)), (INT8_PROTOCOL, n if int8 else 0)):
         stored = store.stored_ids(protocol)
-        for row, latency in zip(genes[:count], latencies[:count]):
-            arch = space.decode(row)
+        for arch, latency in zip(archs[:count], latencies[:count]):
             if arch.arch_id not in stored:
                 jobs.append(_job(protocol, arch, latency, with_proxies))
     requested = n * (2 if int8 else 1) + min(repeat, n)
     if int8:  # fit needs int8 for every dev row, the search's measured finalists included, not only the sample's
-        covered = store.stored_ids(INT8_PROTOCOL) | {space.decode(row).arch_id for row in genes[:n]}
+        covered = store.stored_ids(INT8_PROTOCOL) | {arch.arch_id for arch in archs}
         others = [r for r in store.records("dev") if r.arch_id not in covered]
         jobs += [_job(INT8_PROTOCOL, space.from_json(r.arch), r.latency_ms, with_proxies) for r in others]
         requested += len(others)
