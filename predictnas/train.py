@@ -50,8 +50,9 @@ from .supernet.subnet import MODEL_VERSION, frame_mask, output_lengths
 from .supernet.supernet import check_model_version
 
 # the share of the largest's choices redrawn (None: drawn per subnet); "mixed" alternates the sandwich's
-# others between subnets near the largest and uniformly scaled ones (uniformly_scaled)
-SUBNET_DRAWS = {"near_largest": None, "uniform": 1.0, "mixed": None}
+# others between subnets near the largest and uniformly scaled ones (uniformly_scaled), "spread" between
+# uniform draws from the whole space and uniformly scaled ones
+SUBNET_DRAWS = {"near_largest": None, "uniform": 1.0, "mixed": None, "spread": 1.0}
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class TrainConfig:
     weight_decay: float = 1e-2
     grad_clip: float = 5.0
     random_subnets: int = 2
-    subnet_draw: str = "near_largest"  # "uniform" or "mixed": how variants and the sandwich's others are drawn
+    subnet_draw: str = "near_largest"  # a key of SUBNET_DRAWS: how variants and the sandwich's others are drawn
     distill_weight: float = 1.0
     intent_weight: float = 0.5
     dropout: float = 0.1
@@ -169,7 +170,7 @@ def subnets_of_step(config: TrainConfig, space: SearchSpace, step: int, rng: np.
         return [largest_arch(space)]
     if step < config.full_size_steps:
         return [largest_arch(space) if step % 2 == 0 else full_size_variant(space, rng, redraw)]
-    return sandwich(space, config.random_subnets, rng, redraw, mixed=config.subnet_draw == "mixed")
+    return sandwich(space, config.random_subnets, rng, redraw, mixed=config.subnet_draw in ("mixed", "spread"))
 
 
 def distill_weight(config: TrainConfig, step: int) -> float:

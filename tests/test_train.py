@@ -337,6 +337,22 @@ def test_uniformly_scaled_subnets_repeat_one_block_and_the_mixed_sandwich_draws_
     assert len(set(step[3].blocks)) == 1  # the second of the others is uniformly scaled
 
 
+def test_the_spread_sandwich_draws_its_first_other_from_the_whole_space(space):
+    """The share of the largest's genes a draw keeps: as in uniform draws from the space for "spread",
+    far more for "mixed", whose first other lies near the largest."""
+    teacher = space.encode(largest_arch(space))
+    uniform = np.mean(space.sample(2000, np.random.default_rng(0)) == teacher)
+
+    def shared_with_largest(draw):
+        config = TrainConfig(random_subnets=2, subnet_draw=draw)
+        steps = [subnets_of_step(config, space, 0, np.random.default_rng(seed)) for seed in range(200)]
+        assert all(len(set(step[3].blocks)) == 1 for step in steps)  # the second other: uniformly scaled
+        return np.mean([np.mean(space.encode(step[2]) == teacher) for step in steps])
+
+    assert abs(shared_with_largest("spread") - uniform) < 0.05
+    assert shared_with_largest("mixed") > uniform + 0.15
+
+
 def test_a_second_stage_starts_from_the_weights_it_is_given(env, trained, tmp_path):
     source = load_supernet(trained / "supernet.pt")
     result = run(env, "train", "--preset", "tiny", "--run-dir", tmp_path, "--steps", 1, "--seed", 5,
@@ -352,7 +368,8 @@ def test_a_second_stage_starts_from_the_weights_it_is_given(env, trained, tmp_pa
 
     assert distance(continued, source) < 0.01 * distance(restarted, source)
     assert json.loads((tmp_path / "train.json").read_text())["config"]["init_from"] == str(trained / "supernet.pt")
-    one_error_line(run(env, "train", "--preset", "refine", "--run-dir", tmp_path / "refine"), "--init-from")
+    for later_stage in ("refine", "spread"):
+        one_error_line(run(env, "train", "--preset", later_stage, "--run-dir", tmp_path / later_stage), "--init-from")
 
 
 def test_a_checkpoint_from_before_a_new_setting_resumes_at_its_default(env, trained, tmp_path):

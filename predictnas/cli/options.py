@@ -11,7 +11,7 @@ from ..rundir import DEFAULT_RUN_DIR
 from ..space import DEFAULT_SPACE, SPACES
 
 # The names of experiment.PRESETS, here so the CLI starts without importing torch (a test keeps them equal)
-TRAINING_PRESETS = ("tiny", "small", "long", "refine")
+TRAINING_PRESETS = ("tiny", "small", "long", "refine", "spread")
 
 
 class FiniteFloat(click.FloatRange):

@@ -37,7 +37,8 @@ def corpus_command(preset: str, sample_rate: int, seed: int | None, root: Path |
 @click.command("train")
 @click.option("--preset", type=click.Choice(TRAINING_PRESETS), default="small", show_default=True,
               help="Corpus, search space and training recipe (long, about 2 h, then refine --init-from it, about 1 h: "
-                   "the shipped supernet's two stages).")
+                   "the shipped supernet's two stages; spread --init-from a refined one: a third stage for the "
+                   "whole space).")
 @run_dir_option()
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Override the preset's number of steps.")
 @click.option("--seed", type=int, default=None, help="Override the preset's training seed.")
