@@ -2,8 +2,10 @@
 
     python tools/make_defaults.py [--work runs/long] [--preset long] [--n 300] [--device cpu|cuda]
 
-The shipped set came from two training stages: ``predictnas train --preset long --run-dir runs/long/train``,
-then ``python tools/make_defaults.py --preset refine --init-from runs/long/train/supernet.pt --work runs/refine``.
+The shipped set came from three training stages: ``predictnas train --preset long --run-dir runs/long/train``,
+then ``python tools/make_defaults.py --preset refine --init-from runs/long/train/supernet.pt --work runs/refine``,
+then ``python tools/make_defaults.py --preset spread --steps 2000 --init-from pretrained:speech-v1 --work runs/spread
+--int8`` (the refine stage's float16 weights, as they had shipped).
 
 Stages, each resumable (kill it and run it again) and skipped when its output exists in ``--work``:
 
@@ -257,10 +259,15 @@ def main() -> None:
     log("8/8 install")
     train_cmd = (f"predictnas train --preset {args.preset} --seed {args.seed} --device {args.device}"
                  + (f" --steps {args.steps}" if args.steps else "") + " (then float16 weights: tools/make_defaults.py)")
-    if args.init_from:  # a second stage: the first stage's command before it
-        first = load_supernet(resolve_supernet(args.init_from)).metadata.get("preset")
-        train_cmd = (f"predictnas train --preset {first} --seed {args.seed}; then "
-                     + train_cmd.replace(" (then", " --init-from <that supernet> (then"))
+    if args.init_from:  # a later stage: the earlier stages' commands before it
+        if str(args.init_from).startswith("pretrained:"):  # the shipped supernet, float16 weights and all
+            name = str(args.init_from).split(":", 1)[1]
+            earlier = pretrained.manifest()["artifacts"][f"{name}/supernet.pt"]["command"].split(" (then")[0]
+            earlier += " (float16 weights, shipped as pretrained:" + name + ")"
+        else:
+            first = load_supernet(resolve_supernet(args.init_from)).metadata.get("preset")
+            earlier = f"predictnas train --preset {first} --seed {args.seed}"
+        train_cmd = earlier + "; then " + train_cmd.replace(" (then", " --init-from <that supernet> (then")
     install(work, {"supernet": train_cmd,
                    "store": f"predictnas sample --n {args.n} --repeat 30 --seed {args.seed}"
                             + (" --int8" if args.int8 else "")
