@@ -41,6 +41,11 @@ class Preset:
     continues: bool = False  # a later stage: starts from a trained supernet's weights (--init-from)
 
 
+# the recipe of the later stages, which start from a trained supernet's weights (see "refine" below)
+_REFINE = TrainConfig(steps=3000, batch_seconds=40.0, peak_lr=5e-4, warmup_steps=100, distill_ramp_steps=1,
+                      frontend_match_weight=1.0, random_subnets=2, subnet_draw="mixed", precision="auto",
+                      dropout=0.0, snapshot_every_steps=1000)
+
 PRESETS = {
     # seconds on 2 cores; for tests and smoke runs
     "tiny": Preset("tiny", corpus="tiny", space="speech-tiny",
@@ -80,20 +85,13 @@ PRESETS = {
     # sandwich steps only, at half the peak learning rate, each with one subnet near the largest and one
     # uniformly scaled like a hand-designed Conformer (train.uniformly_scaled), which the first stage
     # almost never drew.
-    "refine": Preset("refine", corpus="small", space="speech-v1",
-                     train=TrainConfig(steps=3000, batch_seconds=40.0, peak_lr=5e-4, warmup_steps=100,
-                                       distill_ramp_steps=1, frontend_match_weight=1.0, random_subnets=2,
-                                       subnet_draw="mixed", precision="auto", dropout=0.0,
-                                       snapshot_every_steps=1000), continues=True),
+    "refine": Preset("refine", corpus="small", space="speech-v1", train=_REFINE, continues=True),
     # A third stage (train --preset spread --init-from REFINED.pt): as refine, but the subnet that refine drew
     # near the largest is drawn uniformly from the whole space. After refine the median of 50 uniform draws
     # was still at 49 % dev WER on quiet_home while subnets near the largest were within a few points of it:
     # the search explores the whole space, so the weights must serve all of it.
     "spread": Preset("spread", corpus="small", space="speech-v1",
-                     train=TrainConfig(steps=3000, batch_seconds=40.0, peak_lr=5e-4, warmup_steps=100,
-                                       distill_ramp_steps=1, frontend_match_weight=1.0, random_subnets=2,
-                                       subnet_draw="spread", precision="auto", dropout=0.0,
-                                       snapshot_every_steps=1000), continues=True),
+                     train=dataclasses.replace(_REFINE, subnet_draw="spread"), continues=True),
 }
 DEFAULT_PRESET = "small"
 

@@ -49,10 +49,9 @@ from .supernet import Supernet, SubnetOutput, save_supernet
 from .supernet.subnet import MODEL_VERSION, frame_mask, output_lengths
 from .supernet.supernet import check_model_version
 
-# the share of the largest's choices redrawn (None: drawn per subnet); "mixed" alternates the sandwich's
-# others between subnets near the largest and uniformly scaled ones (uniformly_scaled), "spread" between
-# uniform draws from the whole space and uniformly scaled ones
-SUBNET_DRAWS = {"near_largest": None, "uniform": 1.0, "mixed": None, "spread": 1.0}
+# per draw: the share of the largest's choices redrawn (None: drawn per subnet), and whether the sandwich's
+# others alternate with uniformly scaled ones (uniformly_scaled): "mixed" near the largest, "spread" uniform
+SUBNET_DRAWS = {"near_largest": (None, False), "uniform": (1.0, False), "mixed": (None, True), "spread": (1.0, True)}
 
 
 @dataclass(frozen=True)
@@ -165,12 +164,12 @@ def sandwich(space: SearchSpace, n_random: int, rng: np.random.Generator, redraw
 def subnets_of_step(config: TrainConfig, space: SearchSpace, step: int, rng: np.random.Generator) -> list[Arch]:
     if config.subnet_draw not in SUBNET_DRAWS:
         raise PredictnasError(f"subnet_draw {config.subnet_draw!r}: choose {' or '.join(SUBNET_DRAWS)}")
-    redraw = SUBNET_DRAWS[config.subnet_draw]
+    redraw, mixed = SUBNET_DRAWS[config.subnet_draw]
     if step < config.largest_only_steps:
         return [largest_arch(space)]
     if step < config.full_size_steps:
         return [largest_arch(space) if step % 2 == 0 else full_size_variant(space, rng, redraw)]
-    return sandwich(space, config.random_subnets, rng, redraw, mixed=config.subnet_draw in ("mixed", "spread"))
+    return sandwich(space, config.random_subnets, rng, redraw, mixed=mixed)
 
 
 def distill_weight(config: TrainConfig, step: int) -> float:
