@@ -1,13 +1,16 @@
 """WER against training compute: the largest subnet and the median of N random subnets at each snapshot.
 
     python tools/train_curve.py --run-dir runs/long/train [--random 10] [--seed 0] [--split dev]
-                                [--extra LABEL=SUPERNET:STEP ...] [--json curve.json] [--plot curve.png]
+                                [--after STEP:MINUTES:AUDIO_HOURS] [--extra LABEL=SUPERNET:STEP:MINUTES:AUDIO_HOURS ...]
+                                [--json curve.json] [--plot curve.png]
 
 Reads the snapshots a training with ``snapshot_every_steps`` kept (``<run-dir>/snapshots/step-N.pt``) and
 the final ``supernet.pt``, and the per-step history of the run (``train.json``, else the checkpoint) for
 the compute each one had: steps, wall minutes and audio hours. Every snapshot is scored on the same dev
 utterances, with the same random subnets (uniform draws, ``--seed``) and the supernet's decoder.
 ``--extra`` adds single points of other runs, e.g. the shipped ``small`` supernet at its last step.
+``--after`` places a run that continued another (``train --init-from``) on the same axis: the compute
+of the stages before it is added to each of its points.
 """
 
 from __future__ import annotations
@@ -45,14 +48,20 @@ def compute_at(history: list[dict], step: int) -> dict:
             "audio_hours": sum(r["audio_seconds"] for r in done) / 3600}
 
 
-def points_of(run_dir: Path) -> list[tuple[str, Path, dict]]:
+def compute_of(text: str) -> dict:
+    step, minutes, hours = text.split(":")
+    return {"step": int(step), "minutes": float(minutes), "audio_hours": float(hours)}
+
+
+def points_of(run_dir: Path, before: dict) -> list[tuple[str, Path, dict]]:
     history, files = history_of(run_dir), RunDir(run_dir).training
+    at = lambda step: {k: before[k] + v for k, v in compute_at(history, step).items()}  # noqa: E731
     points = []
     for path in sorted(files.snapshots.glob("step-*.pt")):
         step = int(re.search(r"step-(\d+)", path.name).group(1))
-        points.append((run_dir.name, path, compute_at(history, step)))
-    if files.artifact.exists() and all(p[2]["step"] != len(history) for p in points):
-        points.append((run_dir.name, files.artifact, compute_at(history, len(history))))
+        points.append((run_dir.name, path, at(step)))
+    if files.artifact.exists() and all(p[2]["step"] != before["step"] + len(history) for p in points):
+        points.append((run_dir.name, files.artifact, at(len(history))))
     return points
 
 
@@ -101,18 +110,18 @@ def main() -> None:
     parser.add_argument("--random", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="dev")
+    parser.add_argument("--after", default="0:0:0", help="STEP:MINUTES:AUDIO_HOURS of the stages this run continued")
     parser.add_argument("--extra", action="append", default=[],
                         help="LABEL=SUPERNET:STEP:MINUTES:AUDIO_HOURS, a single point of another run")
     parser.add_argument("--json", dest="json_path", type=Path)
     parser.add_argument("--plot", dest="plot_path", type=Path)
     args = parser.parse_args()
 
-    points = points_of(args.run_dir)
+    points = points_of(args.run_dir, compute_of(args.after))
     for extra in args.extra:
         label, rest = extra.split("=", 1)
-        where, step, minutes, hours = rest.rsplit(":", 3)
-        points.append((label, resolve_supernet(where), {"step": int(step), "minutes": float(minutes),
-                                                         "audio_hours": float(hours)}))
+        where, *compute = rest.rsplit(":", 3)
+        points.append((label, resolve_supernet(where), compute_of(":".join(compute))))
     cache: dict = {}
     rows = []
     print(f"{'run':<12}{'step':>7}{'minutes':>9}{'audio h':>9}{'largest WER %':>15}{'median random WER %':>21}"
