@@ -8,8 +8,8 @@ For every candidate (and, with ``baselines``, every hand-crafted Conformer shipp
    (reference-normalised like the table) on the table's reference input;
 3. score WER per environment and intent accuracy on the test split (unseen voices) through ONNX Runtime,
    and the supernet-inherited WER on the same split with PyTorch, both decoded with the supernet's
-   decoder (:func:`~predictnas.experiment.decoder_for`); a top.json predicted for another decoding is
-   verified with a warning;
+   decoder (:func:`~predictnas.experiment.decoder_for`); a top.json predicted for another decoding, or
+   calibrated for other training than verify gives the picks, is verified with a warning;
 4. with a production sample rate other than the model's, score it again on audio captured at that rate.
 
 Each model's result is written atomically as soon as it is complete, so a killed run resumes with the
@@ -46,7 +46,7 @@ from .supernet.export import INPUT_NAME, export_onnx
 from .retrain import trained_model, train_on_ray, training_seconds
 from .rundir import ModelFiles, RunDir, SearchFiles, VerifyFiles
 from .train import TrainConfig
-from .verification import MEASUREMENT_RECIPE, RECIPE_BEFORE
+from .verification import MEASUREMENT_RECIPE, RECIPE_BEFORE, TRAINING_RECIPE
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,22 @@ def check_hardware(bundle: Bundle, table: LatencyTable, settings: VerifySettings
         raise PredictnasError(f"top.json was searched with the {bundle.device.get('id')} table, but --device "
                               f"{settings.device} uses {table.device_id}; verify on the device it was searched for")
     return warnings
+
+
+def training_mismatch(bundle: Bundle, settings: VerifySettings) -> str | None:
+    """A calibrated search predicts the WER after the training its calibration was fitted on; picks trained
+    otherwise (more steps, from scratch) are measured against a prediction for other training, and the
+    report should not pass the difference off as the predictor's error."""
+    fitted = ((bundle.predictor or {}).get("finetune") or {}).get("recipe")
+    if not fitted:
+        return None
+    changed = [f"{k} {fitted.get(k)!r} -> {getattr(settings, k)!r}" for k in TRAINING_RECIPE
+               if k in fitted and fitted[k] != getattr(settings, k)]
+    if not changed:
+        return None
+    return (f"training mismatch: top.json's WERs were predicted for the training its calibration was fitted on; "
+            f"verify trains the picks otherwise ({', '.join(changed)}), so predicted minus measured WER includes "
+            f"what the other training changes")
 
 
 def check_predictions(bundle: Bundle, table: LatencyTable) -> None:
@@ -298,6 +314,8 @@ def run_verify(bundle_path: str | Path, settings: VerifySettings, out: VerifyFil
     if not same_decoding(bundle.model.get("decoder"), decoder.spec()):
         warnings.append(f"decoding mismatch: top.json's WERs were predicted for {describe(bundle.model.get('decoder'))}; "
                         f"verify measures with the supernet's, {describe(decoder.spec())}")
+    if mismatch := training_mismatch(bundle, settings):
+        warnings.append(mismatch)
     model_rate = supernet.metadata["sample_rate"]
     if settings.production_sample_rate and settings.production_sample_rate != model_rate:
         warnings.append(f"feature mismatch: the models were searched and trained at {model_rate} Hz, production "

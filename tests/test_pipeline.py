@@ -191,7 +191,7 @@ def test_verify_measures_compares_and_reports(env, experiment, bundle_path, tmp_
     result = verify(env, experiment, bundle_path, out, "--baseline", baseline, "--production-sample-rate", 8000)
     assert result.returncode == 0, result.stderr
     assert "feature mismatch" in result.stderr and "8000 Hz" in result.stderr
-    assert "decoding mismatch" not in result.stderr
+    assert "decoding mismatch" not in result.stderr and "training mismatch" not in result.stderr
     report = json.loads((out / "verify.json").read_text())
     # predicted and measured WERs are decoded alike: lexicon beam search over the training words
     assert report["decoding"] == Bundle.load(bundle_path).model["decoder"] and report["decoding"]["kind"] == "lexicon"
@@ -288,6 +288,11 @@ def test_calibrate_on_verified_models_then_search_for_their_finetuned_wer(env, e
         assert c.predicted["wer"] == pytest.approx(predicted, rel=1e-5)
         assert c.predicted["supernet_wer"] == shared[c.arch.arch_id]
         assert c.predicted["finetuned_wer"] == pytest.approx(calibration([c.predicted["supernet_wer"]], space, genes)[0])
+    # the calibration predicts the WER after verify's 2 steps; picks trained 3 are measured against it with a warning
+    longer = verify(env, experiment, top, tmp_path / "longer", "--picks", 1, "--finetune-steps", 3)
+    assert longer.returncode == 0, longer.stderr
+    assert "training mismatch" in longer.stderr and "finetune_steps 2 -> 3" in longer.stderr
+    assert any("finetune_steps 2 -> 3" in w for w in json.loads((tmp_path / "longer" / "verify.json").read_text())["warnings"])
     one_error_line(search(env, experiment, "--budget", f"{budget_ms(experiment)}ms", "--generations", 2,
                           "--finetune-calibration", calibration_path, "--environment", "quiet_home",
                           "--out", tmp_path / "env" / "top.json"), "estimates WER over every environment")
